@@ -1,0 +1,38 @@
+# Two entry points (see README): `make reproduce` and `make test`. Both set up .venv on first use.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PROFILE ?= smoke
+OUT    ?= runs/$(PROFILE)
+
+.PHONY: setup reproduce test test-fast lint lab clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[notebooks,dev,pretrained]'
+	touch $(STAMP)
+
+reproduce: $(STAMP)
+	$(PY) -m ffcore reproduce --profile $(PROFILE) --out $(OUT)
+
+lint: $(STAMP)
+	$(PY) -m ruff check ffcore tests benchmarks notebooks
+	$(PY) -m ruff format --check ffcore tests benchmarks
+	$(PY) -m nbstripout --verify notebooks/*.ipynb
+
+test: lint
+	$(PY) -m pytest -n 2 --dist loadgroup
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -n 2 -m "not slow and not notebook"
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

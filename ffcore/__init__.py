@@ -1,0 +1,3 @@
+"""FeatherFace ECA-CBAM: the companion library of the thesis (model, data, training, evaluation)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from ffcore.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""`python -m ffcore <command>`: thin wrappers over the library; no logic lives here.
+
+Each command is a (register, run) pair: ``register`` adds its arguments, ``run`` calls into
+ffcore and returns the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from ffcore.config import VARIANTS
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+# -- summary --------------------------------------------------------------------------------
+def _add_summary(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--variant", choices=VARIANTS, default="eca_cbam")
+    p.add_argument(
+        "--image-size", type=int, default=640, help="square input size for the MAC count"
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print JSON only: module -> parameters, total, macs"
+    )
+
+
+def _run_summary(args: argparse.Namespace) -> int:
+    from ffcore.complexity import count_macs, parameter_table
+    from ffcore.models import build_model
+
+    model = build_model(args.variant)
+    table = parameter_table(model)
+    macs = count_macs(model, args.image_size)
+    if args.json:
+        print(json.dumps({**table, "macs": macs, "image_size": args.image_size}))
+        return 0
+    print(f"FeatherFace variant {args.variant!r}: parameters per module")
+    for name, count in table.items():
+        print(f"  {name:<20} {count:>10,}")
+    print(f"MACs at {args.image_size}x{args.image_size}: {macs / 1e9:.3f} G (fvcore)")
+    return 0
+
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {
+    "summary": ("parameters per module and MACs of a model variant", _add_summary, _run_summary),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ffcore", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, register, handler) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        register(p)
+        p.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (FileNotFoundError, ValueError) as exc:  # user errors: one clear line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""The detector, assembled from a ModelConfig.
+
+    image -> MobileNetV1-0.25 -> [attention x3] -> BiFPN (3 cells) -> [attention x3]
+          -> SSH (deformable) x3 -> channel shuffle -> [dropout] -> heads
+
+The RetinaFace-MobileNet0.25 reference (variant ``retinaface_mnet025``) uses the same backbone,
+an FPN instead of the BiFPN, plain-conv SSH, no attention, no shuffle.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ffcore.config import ModelConfig
+from ffcore.models.attention import CBAM, ECACBAM, AttentionBlock
+from ffcore.models.backbone import STAGE_CHANNELS, MobileNetV1
+from ffcore.models.context import SSH, ChannelShuffle
+from ffcore.models.heads import DetectionHeads
+from ffcore.models.neck import FPN, BiFPN
+
+# Module groups in forward order: the rows of the thesis' parameter table.
+MODULE_GROUPS: tuple[str, ...] = (
+    "backbone",
+    "backbone_attention",
+    "neck",
+    "neck_attention",
+    "context",
+    "shuffle",
+    "heads",
+)
+
+
+class FeatherFace(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config.neck_channels
+        self.backbone = MobileNetV1()
+        self.backbone_attention = nn.ModuleList(self._attention(ch) for ch in STAGE_CHANNELS)
+        if config.variant == "retinaface_mnet025":
+            self.neck: nn.Module = FPN(STAGE_CHANNELS, c)
+        else:
+            self.neck = BiFPN(STAGE_CHANNELS, c, config.bifpn_repeats)
+        self.neck_attention = nn.ModuleList(self._attention(c) for _ in STAGE_CHANNELS)
+        self.context = nn.ModuleList(SSH(c, deformable=config.deformable) for _ in STAGE_CHANNELS)
+        self.shuffle = (
+            nn.Identity() if config.variant == "retinaface_mnet025" else ChannelShuffle(2)
+        )
+        self.head_dropout = nn.Dropout(config.head_dropout)
+        self.dropout_on = False
+        self.heads = DetectionHeads(c, len(STAGE_CHANNELS), config.num_anchors)
+
+    def _attention(self, channels: int) -> nn.Module:
+        cfg = self.config
+        if cfg.variant == "cbam":
+            return CBAM(channels, cfg.cbam_reduction, cfg.sam_kernel)
+        if cfg.variant == "eca_cbam":
+            return ECACBAM(channels, cfg.eca_gamma, cfg.eca_beta, cfg.sam_kernel)
+        return nn.Identity()
+
+    # -- switches ---------------------------------------------------------------------------
+    def attention_blocks(self) -> list[AttentionBlock]:
+        return [m for m in self.modules() if isinstance(m, AttentionBlock)]
+
+    def set_attention(self, channel: bool, spatial: bool) -> None:
+        """Switch the channel part (ECA / CBAM-MLP) and the spatial part (SAM) of every block."""
+        for block in self.attention_blocks():
+            block.set_switches(channel, spatial)
+
+    def attention_state(self) -> tuple[bool, bool] | None:
+        """(channel_on, spatial_on) shared by all blocks; None for a model without attention."""
+        blocks = self.attention_blocks()
+        if not blocks:
+            return None
+        states = {(b.channel_on, b.spatial_on) for b in blocks}
+        if len(states) != 1:
+            raise RuntimeError(f"attention blocks disagree: {sorted(states)}")
+        return states.pop()
+
+    def set_head_dropout(self, on: bool) -> None:
+        self.dropout_on = bool(on)
+
+    # -- forward ----------------------------------------------------------------------------
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The three maps that enter the heads ([B, C, H/8, W/8], [.., /16], [.., /32])."""
+        if x.shape[-1] % 32 or x.shape[-2] % 32:
+            raise ValueError(
+                f"input height and width must be divisible by 32, got {tuple(x.shape[-2:])}"
+            )
+        feats = [att(f) for att, f in zip(self.backbone_attention, self.backbone(x), strict=True)]
+        feats = [att(f) for att, f in zip(self.neck_attention, self.neck(feats), strict=True)]
+        feats = [self.shuffle(ssh(f)) for ssh, f in zip(self.context, feats, strict=True)]
+        if self.dropout_on:
+            feats = [self.head_dropout(f) for f in feats]
+        return feats
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [B, 3, H, W] -> (box [B, P, 4], class logits [B, P, 2], landmarks [B, P, 10])."""
+        return self.heads(self.features(x))
