@@ -1,0 +1,1 @@
+"""WIDER FACE data: parsing, validation, augmentation, synthetic generation."""
