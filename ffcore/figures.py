@@ -19,7 +19,8 @@ import seaborn as sns  # noqa: E402
 COLUMN = 3.4  # inches
 FULL = 7.0
 PALETTE = "colorblind"
-FIGURES_DIR = Path(__file__).resolve().parent.parent / "figures"
+from ffcore.paths import FIGURES_DIR  # noqa: E402
+
 # Fixed colours so a variant or phase has the same colour in every figure.
 VARIANT_COLORS = dict(
     zip(
