@@ -44,8 +44,43 @@ def _run_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- reproduce ------------------------------------------------------------------------------
+def _add_reproduce(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", choices=("smoke", "full"), default="smoke")
+    p.add_argument(
+        "--data-root", default=None, help="WIDER FACE root (default: the synthetic dataset)"
+    )
+    p.add_argument("--out", default=None, help="run folder (default runs/PROFILE)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--figures-dir", default="figures")
+    p.add_argument(
+        "--force", action="store_true", help="re-run notebooks that are already complete"
+    )
+
+
+def _run_reproduce(args: argparse.Namespace) -> int:
+    from ffcore.reproduce import NotebookFailed, reproduce
+
+    try:
+        result = reproduce(
+            args.profile, args.out, args.data_root, args.device, args.force, args.figures_dir
+        )
+    except NotebookFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"executed {len(result.executed)}, skipped {len(result.skipped)}; outputs in {result.run_dir}"
+    )
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {
     "summary": ("parameters per module and MACs of a model variant", _add_summary, _run_summary),
+    "reproduce": (
+        "run notebooks 01-07 with papermill (smoke or full profile)",
+        _add_reproduce,
+        _run_reproduce,
+    ),
 }
 
 

@@ -43,7 +43,9 @@ def _deform_conv_macs(inputs: list[Any], outputs: list[Any]) -> int:
 
 def count_macs(model: nn.Module, image_size: int | tuple[int, int] = 640) -> int:
     """Multiply-accumulates of one forward pass at ``image_size`` (batch 1), by fvcore."""
-    from fvcore.nn import FlopCountAnalysis
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # fvcore imports torch.jit.script
+        from fvcore.nn import FlopCountAnalysis
 
     h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
     device = next(model.parameters()).device

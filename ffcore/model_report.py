@@ -1,0 +1,70 @@
+"""Tables about the models for the thesis (used by 01_model and the ablation notebook)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+
+from ffcore.complexity import parameter_table
+from ffcore.models import build_model
+from ffcore.models.attention import eca_kernel_size
+from ffcore.models.backbone import STAGE_CHANNELS
+from ffcore.schedule import PHASES
+
+# Claims of the thesis text, shown beside measurements and always labelled as claims.
+THESIS_CLAIMS = {"eca_cbam_params": 460_000, "cbam_params": 488_700}
+
+
+def parameter_frame(variants: tuple[str, ...] = ("cbam", "eca_cbam"), **overrides) -> pd.DataFrame:
+    """Parameters per module group (rows) for each variant (columns)."""
+    return pd.DataFrame({v: parameter_table(build_model(v, **overrides)) for v in variants})
+
+
+def width_sweep(widths: tuple[int, ...] = (32, 40, 48, 52, 56, 64)) -> pd.DataFrame:
+    """Total parameters of both variants as the neck width changes (the thesis uses 52)."""
+    rows = []
+    for c in widths:
+        row = {"neck_channels": c}
+        for v in ("cbam", "eca_cbam"):
+            row[v] = parameter_table(build_model(v, neck_channels=c))["total"]
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("neck_channels")
+
+
+def eca_kernel_frame(neck_channels: int = 52) -> pd.DataFrame:
+    where = [f"backbone stage {i + 1}" for i in range(3)] + ["BiFPN output"]
+    channels = [*STAGE_CHANNELS, neck_channels]
+    return pd.DataFrame(
+        {"where": where, "channels": channels, "k": [eca_kernel_size(c) for c in channels]}
+    )
+
+
+@torch.no_grad()
+def phase_switch_frame(model, x: torch.Tensor) -> pd.DataFrame:
+    """For each training phase: the switches, how far the output moves from the all-off output,
+    and whether the parameter count and state-dict keys stay the same."""
+    was_training = model.training
+    model.eval()
+    keys, n_params = list(model.state_dict()), sum(p.numel() for p in model.parameters())
+    model.set_attention(False, False)
+    base = model(x)[1]
+    rows = []
+    for phase in PHASES.values():
+        model.set_attention(phase.channel_attention, phase.spatial_attention)
+        out = model(x)[1]
+        rows.append(
+            {
+                "phase": phase.id,
+                "channel (ECA)": phase.channel_attention,
+                "spatial (SAM)": phase.spatial_attention,
+                "max |logit change| vs no attention": float((out - base).abs().max()),
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "same state-dict keys": list(model.state_dict()) == keys,
+            }
+        )
+    model.set_attention(True, True)
+    model.train(was_training)
+    frame = pd.DataFrame(rows).set_index("phase")
+    if (frame["parameters"] != n_params).any():
+        raise RuntimeError("a switch changed the parameter count")
+    return frame

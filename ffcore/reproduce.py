@@ -1,0 +1,143 @@
+"""Run the numbered notebooks in order with papermill: the one command behind the thesis.
+
+Each notebook gets the same parameters (profile, run_dir, data_root, device, figures_dir); the
+executed copies and every metrics file land under ``run_dir``. A notebook whose executed copy is
+complete for the same parameters is skipped (until one upstream of it runs again), unless
+``force``. The first failure stops the run and names the notebook and the cell.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ffcore.paths import FIGURES_DIR, NOTEBOOKS_DIR, repo_path
+from ffcore.profiles import get_profile
+
+NOTEBOOKS: tuple[str, ...] = (
+    "01_model",
+    "02_phase1",
+    "03_phase2a",
+    "04_phase2b",
+    "05_phase3",
+    "06_evaluation",
+    "07_ablation_figures",
+)
+STATE_FILE = "reproduce_state.json"
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised; the message names the notebook, the cell and the error."""
+
+
+@dataclass
+class ReproduceResult:
+    run_dir: Path
+    executed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _load_state(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / STATE_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return {}  # a state file cut by a crash only costs a re-run
+
+
+def _save_state(run_dir: Path, state: dict[str, Any]) -> None:
+    tmp = run_dir / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+    tmp.replace(run_dir / STATE_FILE)
+
+
+def notebook_parameters(
+    profile: str, run_dir: Path, data_root: str | Path | None, device: str, figures_dir: Path
+) -> dict[str, Any]:
+    return {
+        "profile": profile,
+        "run_dir": str(run_dir),
+        "data_root": None if data_root is None else str(repo_path(data_root)),
+        "device": device,
+        "figures_dir": str(figures_dir),
+    }
+
+
+def reproduce(
+    profile: str = "smoke",
+    run_dir: str | Path | None = None,
+    data_root: str | Path | None = None,
+    device: str = "cpu",
+    force: bool = False,
+    figures_dir: str | Path = FIGURES_DIR,
+    notebooks: tuple[str, ...] = NOTEBOOKS,
+    extra_parameters: dict[str, Any] | None = None,
+) -> ReproduceResult:
+    """Execute ``notebooks`` in order. ``extra_parameters`` (e.g. tiny epochs for tests) are
+    passed to every notebook; papermill ignores the ones a notebook does not declare."""
+    import papermill as pm
+
+    prof = get_profile(profile)
+    if prof.name == "full" and data_root is None:
+        raise ValueError("the full profile needs --data-root pointing at a WIDER FACE copy")
+    unknown = [n for n in notebooks if n not in NOTEBOOKS]
+    if unknown:
+        raise ValueError(f"unknown notebook(s) {unknown}; known: {', '.join(NOTEBOOKS)}")
+    run = repo_path(run_dir if run_dir is not None else f"runs/{profile}")
+    run.mkdir(parents=True, exist_ok=True)
+    figs = repo_path(figures_dir)
+    if data_root is None:
+        from ffcore.data.synthetic import ensure_dataset
+
+        data_root = ensure_dataset(profile=profile)
+    params = notebook_parameters(profile, run, data_root, device, figs) | (extra_parameters or {})
+    state = _load_state(run)
+    result = ReproduceResult(run)
+    upstream_ran = False
+    for name in notebooks:
+        source = NOTEBOOKS_DIR / f"{name}.ipynb"
+        if not source.is_file():
+            raise FileNotFoundError(f"notebook missing: {source}")
+        executed = run / f"{name}.ipynb"
+        done = state.get(name, {})
+        if (
+            not force
+            and not upstream_ran
+            and done.get("parameters") == params
+            and executed.is_file()
+        ):
+            result.skipped.append(name)
+            print(
+                f"[reproduce] {name}: complete for these parameters, skipped (use --force to re-run)"
+            )
+            continue
+        print(f"[reproduce] {name}: running")
+        state.pop(name, None)
+        _save_state(run, state)
+        t0 = time.perf_counter()
+        try:
+            pm.execute_notebook(
+                str(source), str(executed), parameters=params, kernel_name="python3",
+                cwd=str(NOTEBOOKS_DIR), progress_bar=False,
+            )  # fmt: skip
+        except pm.PapermillExecutionError as exc:
+            first_line = (exc.source or "").strip().splitlines()[:1]
+            raise NotebookFailed(
+                f"{name}.ipynb failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
+                f"{exc.ename}: {exc.evalue}\n  cell starts with: {first_line[0] if first_line else ''}\n"
+                f"  executed copy with the traceback: {executed}"
+            ) from None
+        seconds = time.perf_counter() - t0
+        state[name] = {"parameters": params, "seconds": round(seconds, 1)}
+        _save_state(run, state)
+        result.executed.append(name)
+        result.seconds[name] = seconds
+        upstream_ran = True
+        print(f"[reproduce] {name}: done in {seconds:.0f} s")
+    return result
