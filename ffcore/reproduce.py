@@ -78,6 +78,7 @@ def reproduce(
     figures_dir: str | Path = FIGURES_DIR,
     notebooks: tuple[str, ...] = NOTEBOOKS,
     extra_parameters: dict[str, Any] | None = None,
+    notebooks_dir: str | Path = NOTEBOOKS_DIR,
 ) -> ReproduceResult:
     """Execute ``notebooks`` in order. ``extra_parameters`` (e.g. tiny epochs for tests) are
     passed to every notebook; papermill ignores the ones a notebook does not declare."""
@@ -86,9 +87,10 @@ def reproduce(
     prof = get_profile(profile)
     if prof.name == "full" and data_root is None:
         raise ValueError("the full profile needs --data-root pointing at a WIDER FACE copy")
-    unknown = [n for n in notebooks if n not in NOTEBOOKS]
-    if unknown:
-        raise ValueError(f"unknown notebook(s) {unknown}; known: {', '.join(NOTEBOOKS)}")
+    nb_dir = Path(notebooks_dir)
+    missing = [n for n in notebooks if not (nb_dir / f"{n}.ipynb").is_file()]
+    if missing:
+        raise FileNotFoundError(f"notebook(s) not found in {nb_dir}: {', '.join(missing)}")
     run = repo_path(run_dir if run_dir is not None else f"runs/{profile}")
     run.mkdir(parents=True, exist_ok=True)
     figs = repo_path(figures_dir)
@@ -101,9 +103,7 @@ def reproduce(
     result = ReproduceResult(run)
     upstream_ran = False
     for name in notebooks:
-        source = NOTEBOOKS_DIR / f"{name}.ipynb"
-        if not source.is_file():
-            raise FileNotFoundError(f"notebook missing: {source}")
+        source = nb_dir / f"{name}.ipynb"
         executed = run / f"{name}.ipynb"
         done = state.get(name, {})
         if (
@@ -124,12 +124,12 @@ def reproduce(
         try:
             pm.execute_notebook(
                 str(source), str(executed), parameters=params, kernel_name="python3",
-                cwd=str(NOTEBOOKS_DIR), progress_bar=False,
+                cwd=str(nb_dir), progress_bar=False,
             )  # fmt: skip
         except pm.PapermillExecutionError as exc:
             first_line = (exc.source or "").strip().splitlines()[:1]
             raise NotebookFailed(
-                f"{name}.ipynb failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
+                f"{name}.ipynb failed in cell {exc.cell_index + 1} of the executed copy (execution count {exc.exec_count}): "
                 f"{exc.ename}: {exc.evalue}\n  cell starts with: {first_line[0] if first_line else ''}\n"
                 f"  executed copy with the traceback: {executed}"
             ) from None
