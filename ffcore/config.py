@@ -51,3 +51,39 @@ class ModelConfig:
             raise ValueError(f"head_dropout must be in [0, 1), got {self.head_dropout}")
         if self.bifpn_repeats < 1:
             raise ValueError(f"bifpn_repeats must be >= 1, got {self.bifpn_repeats}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One phase of training (``ffcore.engine.fit_phase``); stored inside every checkpoint.
+
+    The optimiser, schedule, attention and loss weights come from the phase table
+    (``ffcore.schedule.PHASES``), not from here.
+    """
+
+    phase: str = "1"
+    training_dataset: str | None = None  # path of train/label.txt (WIDER layout)
+    variant: Variant = "eca_cbam"  # used only when no starting checkpoint is given (phase 1)
+    epochs: int | None = None  # None: the phase table's epochs (or the resumed run's plan)
+    batch_size: int = 32
+    image_size: int = 640
+    num_workers: int = 4
+    seed: int = 0
+    device: str | None = None  # None: CUDA when available, else CPU
+    save_folder: str = "weights"
+    resume_net: str | None = None  # previous phase's final checkpoint, or a mid-phase one
+    backbone_init: str | None = None  # None, "retinaface" or a backbone weights file (phase 1)
+    amp: bool = True  # mixed precision; only ever used on CUDA
+    progress: bool = True  # tqdm bar per epoch
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.image_size < 32 or self.image_size % 32:
+            raise ValueError(f"image_size must be a positive multiple of 32, got {self.image_size}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")

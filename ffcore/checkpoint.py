@@ -1,0 +1,234 @@
+"""Checkpoints: one file holds everything to resume a phase exactly or to rebuild the model.
+
+Contents (tensors and primitive containers only, so ``torch.load(weights_only=True)`` reads it):
+``model`` state dict, ``optimizer``, ``scheduler`` and (CUDA) ``scaler`` states, ``rng`` states
+(python, numpy, torch, cuda), ``epoch`` (epochs completed), ``epochs`` (epochs the run plans),
+``phase``, ``model_config`` and ``train_config`` dicts. Saving is atomic (write a temporary file
+in the same folder, then ``os.replace``), so a crash never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ffcore.config import ModelConfig, from_dict
+from ffcore.schedule import Phase, get_phase
+
+FORMAT = "ffcore-checkpoint"
+FORMAT_VERSION = 1
+_REQUIRED = ("model", "epoch", "epochs", "phase", "model_config")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file."""
+
+
+def final_checkpoint_name(phase: Phase, epochs: int) -> str:
+    """``phase1_epoch_30.pth`` for the table's epochs; a shorter run is named after its epochs."""
+    return dataclasses.replace(phase, epochs=epochs).checkpoint_name
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if hasattr(model, "module") else model
+
+
+# -- RNG states -------------------------------------------------------------------------------
+def rng_states() -> dict[str, Any]:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    states: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = states["numpy"]
+    np.random.set_state(
+        (
+            n["name"],
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
+    torch.set_rng_state(states["torch"].cpu())
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
+
+
+# -- save / load ------------------------------------------------------------------------------
+def save_checkpoint(
+    path: str | Path,
+    *,
+    model: nn.Module,
+    phase: str,
+    epoch: int,
+    epochs: int,
+    model_config: dict[str, Any],
+    train_config: dict[str, Any] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    scaler: Any = None,
+) -> Path:
+    """Write a checkpoint atomically and return its path. ``epoch`` = epochs completed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "phase": str(phase),
+        "epoch": int(epoch),
+        "epochs": int(epochs),
+        "model_config": dict(model_config),
+        "train_config": dict(train_config or {}),
+        "model": unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+        "rng": rng_states(),
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read and check a checkpoint (``weights_only=True``); any problem is a CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated, corrupt, or pickled objects weights_only refuses
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (truncated or corrupt?): {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        keys = sorted(state)[:6] if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(
+            f"{path}: not an ffcore checkpoint (found {keys}); a bare state dict or another "
+            "project's file cannot start or resume a phase"
+        )
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {state.get('format_version')} is not supported "
+            f"(this code reads version {FORMAT_VERSION})"
+        )
+    missing = [k for k in _REQUIRED if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    try:
+        get_phase(state["phase"])
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    state["path"] = str(path)
+    return state
+
+
+def model_config_of(state: dict[str, Any]) -> ModelConfig:
+    try:
+        return from_dict(ModelConfig, state["model_config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{state.get('path', '<checkpoint>')}: bad model_config: {exc}"
+        ) from None
+
+
+def load_weights(model: nn.Module, state: dict[str, Any]) -> None:
+    """Load the checkpoint's weights strictly; a mismatch names the file and the keys."""
+    try:
+        unwrap(model).load_state_dict(state["model"], strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{state.get('path', '<checkpoint>')}: weights do not fit the model: {exc}"
+        ) from None
+
+
+def load_model(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict]:
+    """Rebuild the detector from a checkpoint, with the attention (and head-dropout) switches of
+    the checkpoint's phase; returned in eval mode. ``info``: phase, epoch, epochs, complete,
+    model_config, train_config, path."""
+    from ffcore.models import build_from_config
+
+    state = load_checkpoint(path, map_location)
+    model = build_from_config(model_config_of(state))
+    load_weights(model, state)
+    phase = get_phase(state["phase"])
+    model.set_attention(phase.channel_attention, phase.spatial_attention)
+    model.set_head_dropout(phase.head_dropout)
+    model.to(map_location).eval()
+    return model, checkpoint_info(state)
+
+
+def checkpoint_info(state: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "path": state.get("path"),
+        "phase": state["phase"],
+        "epoch": state["epoch"],
+        "epochs": state["epochs"],
+        "complete": state["epoch"] >= state["epochs"],
+        "model_config": state["model_config"],
+        "train_config": state.get("train_config", {}),
+    }
+
+
+# -- phase start rules ------------------------------------------------------------------------
+def start_mode(phase: Phase, state: dict[str, Any] | None) -> str:
+    """How ``phase`` uses a starting checkpoint: "fresh" (none; phase 1 only), "start" (the
+    previous phase's final checkpoint: weights only) or "resume" (a mid-phase checkpoint of this
+    phase: everything). Anything else is a CheckpointError saying what the phase needs."""
+    needs = (
+        f"phase {phase.id} starts from the final checkpoint of phase {phase.starts_from} "
+        f"(e.g. weights/phase{phase.starts_from}/phase{phase.starts_from}_epoch_N.pth)"
+        if phase.starts_from
+        else f"phase {phase.id} starts from scratch (no --resume_net) or resumes a phase "
+        f"{phase.id} checkpoint"
+    )
+    if state is None:
+        if phase.starts_from is not None:
+            raise CheckpointError(f"{needs}; pass it with --resume_net")
+        return "fresh"
+    where = state.get("path", "<checkpoint>")
+    found = f"{where} is from phase {state['phase']} after epoch {state['epoch']}/{state['epochs']}"
+    complete = state["epoch"] >= state["epochs"]
+    if state["phase"] == phase.id:
+        if complete:
+            raise CheckpointError(f"{found}: phase {phase.id} is already complete; {needs}")
+        return "resume"
+    if state["phase"] == phase.starts_from:
+        if not complete:
+            raise CheckpointError(f"{found}: that phase did not finish; resume it first. {needs}")
+        return "start"
+    raise CheckpointError(f"{found}; {needs}")
