@@ -74,12 +74,82 @@ def _run_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- data -----------------------------------------------------------------------------------
+def _add_make_synthetic(p: argparse.ArgumentParser) -> None:
+    from ffcore.paths import DEFAULT_DATA_ROOT
+    from ffcore.profiles import get_profile
+
+    smoke = get_profile("smoke")
+    p.add_argument("--out", default=str(DEFAULT_DATA_ROOT), help="dataset root to (re)write")
+    p.add_argument("--train", type=int, default=smoke.synthetic_train, help="training images")
+    p.add_argument("--val", type=int, default=smoke.synthetic_val, help="validation images")
+    p.add_argument(
+        "--image-size", type=int, default=smoke.synthetic_image_size, help="long side (px)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _run_make_synthetic(args: argparse.Namespace) -> int:
+    from ffcore.data.synthetic import generate_dataset, read_manifest
+
+    try:
+        root = generate_dataset(args.out, args.train, args.val, args.image_size, args.seed)
+    except FileExistsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    manifest = read_manifest(root) or {}
+    print(
+        f"wrote {args.train} train ({manifest.get('train_faces')} faces) and {args.val} val "
+        f"({manifest.get('val_faces')} faces) images to {root}"
+    )
+    return 0
+
+
+def _add_check_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--training_dataset",
+        "--training-dataset",
+        required=True,
+        help="RetinaFace-style train/label.txt (images in train/images/)",
+    )
+    p.add_argument("--val-root", default=None, help="val/ folder (or the dataset root)")
+    p.add_argument(
+        "--require-faces", action="store_true", help="an image without faces is an error"
+    )
+
+
+def _run_check_data(args: argparse.Namespace) -> int:
+    from ffcore.data.widerface import validate_dataset
+
+    report = validate_dataset(
+        args.training_dataset, args.val_root, require_faces=args.require_faces, progress=True
+    )
+    print(report.format(with_errors=False))
+    if report.ok:
+        print("no errors")
+        return 0
+    print(f"{len(report.errors)} error(s):", file=sys.stderr)
+    for err in report.errors:
+        print(f"  {err}", file=sys.stderr)
+    return 1
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {
     "summary": ("parameters per module and MACs of a model variant", _add_summary, _run_summary),
     "reproduce": (
         "run notebooks 01-07 with papermill (smoke or full profile)",
         _add_reproduce,
         _run_reproduce,
+    ),
+    "make-synthetic": (
+        "write the deterministic synthetic dataset in the WIDER FACE layout",
+        _add_make_synthetic,
+        _run_make_synthetic,
+    ),
+    "check-data": (
+        "open every image of a WIDER-format dataset; summary, non-zero exit on errors",
+        _add_check_data,
+        _run_check_data,
     ),
 }
 
