@@ -63,7 +63,8 @@ def thresholds() -> np.ndarray:
 
 @dataclass(frozen=True)
 class WiderResult:
-    """AP per subset (fractions in [0, 1]) and the PR curves behind them.
+    """AP per subset (fractions in [0, 1]; NaN for a subset that keeps no face) and the PR
+    curves behind them.
 
     ``pr[subset] = (precision, recall)``, each float64 [1000], one point per threshold of
     ``thresholds()`` (descending); precision is NaN where no detection passes the threshold.
@@ -74,14 +75,18 @@ class WiderResult:
     num_faces: dict[str, int]
     num_detections: int
 
-    def as_dict(self) -> dict[str, float]:
-        """``{"easy": .., "medium": .., "hard": ..}`` (what ``--json`` prints)."""
-        return {s: float(self.ap[s]) for s in self.ap}
+    def as_dict(self) -> dict[str, float | None]:
+        """``{"easy": .., "medium": .., "hard": ..}`` (what ``--json`` prints); None (JSON null)
+        for a subset that keeps no face."""
+        return {s: None if np.isnan(v) else float(v) for s, v in self.ap.items()}
 
     def table(self) -> str:
         """A small text table of AP (percent) and kept-face counts."""
         lines = [f"{'subset':<8} {'AP':>7} {'faces':>7}"]
-        lines += [f"{s:<8} {100 * self.ap[s]:>6.2f}% {self.num_faces[s]:>7d}" for s in self.ap]
+        lines += [
+            f"{s:<8} {'n/a' if np.isnan(v) else f'{100 * v:.2f}%':>7} {self.num_faces[s]:>7d}"
+            for s, v in self.ap.items()
+        ]
         lines.append(f"detections: {self.num_detections}")
         return "\n".join(lines)
 
@@ -356,14 +361,18 @@ def evaluate(
         kept = _keep_mask(gt, subset, flat.gt_start, total_faces)
         count = int(sum(len(k) for ev in gt.keep[subset] for k in ev))
         if count == 0:
-            raise ValueError(f"subset {subset!r} keeps no face: its AP is undefined")
+            warnings.warn(
+                f"subset {subset!r} keeps no face: its AP is undefined (NaN)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         tp, proposal, _ = _labels(flat, kept)
         tp_t = _per_threshold(tp, flat.det_score)
         prop_t = _per_threshold(proposal, flat.det_score)
         with np.errstate(divide="ignore", invalid="ignore"):
             precision = tp_t / prop_t
-        recall = tp_t / count
-        ap[subset] = voc_ap(recall, precision)
+            recall = tp_t / count if count else np.full(THRESH_NUM, np.nan)
+        ap[subset] = voc_ap(recall, precision) if count else float("nan")
         pr[subset] = (precision, recall)
         num_faces[subset] = count
     return WiderResult(ap=ap, pr=pr, num_faces=num_faces, num_detections=len(flat.det_img))

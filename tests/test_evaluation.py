@@ -124,10 +124,13 @@ def test_equal_scores_follow_the_official_zero_division() -> None:
         assert ev.evaluate(_pred([[[*FACE_A, 0.7]]]), gt).ap["easy"] == 0.0
 
 
-def test_subset_without_faces_is_a_clear_error() -> None:
+def test_subset_without_faces_has_undefined_ap() -> None:
     gt = _gt([[FACE_A]], {"easy": [[]], "medium": [[1]], "hard": [[1]]})
-    with pytest.raises(ValueError, match="'easy' keeps no face"):
-        ev.evaluate(_pred([[[*FACE_A, 0.7], [*FAR, 0.1]]]), gt)
+    with pytest.warns(RuntimeWarning, match="'easy' keeps no face"):
+        res = ev.evaluate(_pred([[[*FACE_A, 0.7], [*FAR, 0.1]]]), gt)
+    assert np.isnan(res.ap["easy"]) and res.ap["hard"] == 1.0
+    assert res.as_dict() == {"easy": None, "medium": 1.0, "hard": 1.0}
+    assert "n/a" in res.table() and "100.00%" in res.table()
 
 
 def _random_case(

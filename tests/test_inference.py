@@ -1,0 +1,108 @@
+"""Inference: coordinates mapped back by hand, NMS/threshold rules, real model and real photo,
+and the val set written in the official layout and scored."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import cv2
+import matplotlib.cbook
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ffcore.evaluation import evaluate_folder, read_prediction_file
+from ffcore.inference import Detections, detect, draw_detections, predict_dataset
+from ffcore.priors import num_priors
+
+
+class FixedHead(nn.Module):
+    """Zero regressions; background logits except the listed prior indices."""
+
+    def __init__(self, hot: dict[int, float]) -> None:
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+        self.hot = hot
+        self.seen: tuple[int, ...] = ()
+
+    def forward(self, x: torch.Tensor):
+        self.seen = tuple(x.shape)
+        p = num_priors(tuple(x.shape[-2:]))
+        logits = torch.zeros(1, p, 2)
+        logits[0, :, 0] = 10.0  # background
+        for i, logit in self.hot.items():
+            logits[0, i] = torch.tensor([0.0, logit])
+        return torch.zeros(1, p, 4), logits, torch.zeros(1, p, 10)
+
+
+def test_coordinates_map_back_at_original_scale_and_fixed_size() -> None:
+    image = np.zeros((70, 100, 3), np.uint8)
+    model = FixedHead({0: 0.0})  # prior 0: stride 8, cell (0, 0), size 16 -> centre (4, 4)
+    dets = detect(model, image)
+    assert model.seen == (1, 3, 96, 128)  # padded to multiples of 32, no resize
+    np.testing.assert_allclose(dets.boxes, [[-4, -4, 12, 12]], atol=1e-4)
+    np.testing.assert_allclose(dets.landmarks, np.full((1, 5, 2), 4.0), atol=1e-4)
+    assert dets.scores[0] == pytest.approx(0.5)  # softmax of equal logits
+    dets = detect(model, image, image_size=50)  # resized to 50x35 -> canvas 64x64, scale 1/2
+    assert model.seen == (1, 3, 64, 64)
+    np.testing.assert_allclose(dets.boxes, [[-8, -8, 24, 24]], atol=1e-4)
+    np.testing.assert_allclose(dets.landmarks, np.full((1, 5, 2), 8.0), atol=1e-4)
+    np.testing.assert_allclose(dets.to_wider(), [[-8, -8, 32, 32, 0.5]], atol=1e-4)
+
+
+def test_threshold_nms_and_keep_top_k() -> None:
+    image = np.zeros((64, 64, 3), np.uint8)
+    # pixel boxes: p0 (-4,-4,12,12), p1 (-12,-12,20,20), p2 (4,-4,20,12), p5 (4,-12,36,20).
+    # IoU(p2, p0) = 128/384 = 1/3, IoU(p1, p5) = 512/1536 = 1/3, the other pairs <= 1/4:
+    # all kept at NMS IoU .4; at .3 p2 suppresses p0 and p1 suppresses p5.
+    model = FixedHead({0: 12.0, 1: 11.0, 2: 13.0, 5: -3.0})
+    d = detect(model, image)
+    assert len(d) == 4 and np.all(np.diff(d.scores) <= 0)
+    assert len(detect(model, image, nms_iou=0.3)) == 2
+    assert len(detect(model, image, keep_top_k=2)) == 2
+    assert len(detect(model, image, top_k=1)) == 1
+    assert len(detect(model, image, conf_threshold=0.1)) == 3  # p5: 1/(1+e^3) = .047
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+        data = np.frombuffer(f.read(), np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    assert image is not None and image.shape == (600, 512, 3)
+    return image
+
+
+def test_real_model_on_a_real_photo(photo: np.ndarray) -> None:
+    from ffcore.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("eca_cbam").train()
+    dets = detect(model, photo, image_size=160, conf_threshold=0.0, keep_top_k=50)
+    assert model.training  # mode restored
+    assert isinstance(dets, Detections) and len(dets) == 50
+    assert dets.boxes.shape == (50, 4) and dets.landmarks.shape == (50, 5, 2)
+    assert np.all(np.diff(dets.scores) <= 0)
+    drawn = draw_detections(photo, dets, min_score=0.0)
+    assert drawn.shape == photo.shape and (drawn != photo).any() and photo is not drawn
+
+
+def test_predict_dataset_writes_the_official_layout(tmp_path: Path) -> None:
+    from ffcore.data.synthetic import generate_dataset
+    from ffcore.data.widerface import iter_val_images
+    from ffcore.models import build_model
+
+    root = generate_dataset(tmp_path / "data", n_train=1, n_val=3, image_size=96, seed=1)
+    torch.manual_seed(0)
+    model = build_model("eca_cbam")
+    out = predict_dataset(model, root, tmp_path / "pred", keep_top_k=20, progress=False)
+    for item in iter_val_images(root):
+        path = out / item.event / f"{item.name}.txt"
+        assert path.read_text().splitlines()[0] == item.name
+        assert read_prediction_file(path).shape[1] == 5
+    with warnings.catch_warnings():  # so few tiny images may keep no easy face
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = evaluate_folder(out, root / "ground_truth")
+    assert result.num_faces["hard"] > 0 and 0.0 <= result.ap["hard"] <= 1.0
