@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import json
 from pathlib import Path
 
 import cv2
@@ -173,6 +174,48 @@ def test_raw_outputs_match_onnxruntime(onnx_bytes: bytes, reference, photo: str)
     assert np.abs(box.numpy() - loc).max() < 1e-4
     assert np.abs(logits.softmax(-1).numpy() - conf).max() < 1e-4  # ONNX conf is post-softmax
     assert np.abs(ldm.numpy() - landmarks).max() < 1e-4
+
+
+@pytest.mark.parametrize("photo", sorted(PHOTOS))
+def test_detections_match_the_package(reference, photo: str) -> None:
+    """ffcore.inference.detect (ffcore priors, decoding, NMS, mean (104, 117, 123)) against the
+    package's own pipeline (its anchors, decoding, cv2 NMS, mean (104, 117, 127)), same
+    threshold: the same faces, boxes within 1 px (the package truncates to int)."""
+    import retinaface
+
+    from ffcore.inference import detect
+
+    image = PHOTOS[photo]()
+    theirs = retinaface.detect_faces(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), score_threshold=0.5)
+    ours = detect(reference, image, conf_threshold=0.5)
+    assert len(theirs) >= 1 and len(ours) == len(theirs)
+    for face, box, score, pts in zip(theirs, ours.boxes, ours.scores, ours.landmarks, strict=True):
+        xywh = np.array([box[0], box[1], box[2] - box[0], box[3] - box[1]])
+        assert np.abs(xywh - [face.x, face.y, face.width, face.height]).max() <= 1.0
+        assert abs(score - face.score) < 1e-3
+        their_pts = np.array([[p.x, p.y] for p in face.landmarks])
+        assert np.abs(pts - their_pts).max() <= 2.0
+
+
+def test_cli_detect_pretrained_json(
+    onnx_bytes: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from matplotlib import cbook
+
+    from ffcore.cli import main
+
+    path = str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    out = tmp_path / "annotated.png"
+    assert main(["detect", "--pretrained", "retinaface", path, "--json", "--out", str(out)]) == 0
+    faces = json.loads(capsys.readouterr().out)
+    assert len(faces) == 1
+    assert np.abs(np.array(faces[0]["box"]) - GRACE_BOX).max() <= 1.0
+    assert abs(faces[0]["score"] - 0.9988) < 5e-4
+    assert np.array(faces[0]["landmarks"]).shape == (5, 2)
+    drawn, original = cv2.imread(str(out)), _grace_hopper_bgr()
+    assert drawn.shape == original.shape and not np.array_equal(drawn, original)
+    assert main(["detect", "--pretrained", "retinaface", str(tmp_path / "none.jpg")]) == 2
+    assert "none.jpg" in capsys.readouterr().err
 
 
 # -- backbone_init ---------------------------------------------------------------------------
