@@ -218,6 +218,31 @@ def test_cli_detect_pretrained_json(
     assert "none.jpg" in capsys.readouterr().err
 
 
+def test_cli_detect_checkpoint_matches_pretrained(
+    reference, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reference weights saved as an ffcore checkpoint detect exactly as --pretrained."""
+    from matplotlib import cbook
+
+    from ffcore.checkpoint import save_checkpoint
+    from ffcore.cli import main
+    from ffcore.config import to_dict
+
+    ckpt = save_checkpoint(
+        tmp_path / "reference.pt",
+        model=reference,
+        phase="1",
+        epoch=1,
+        epochs=1,
+        model_config=to_dict(reference.config),
+    )
+    path = str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    assert main(["detect", "--pretrained", "retinaface", path, "--json"]) == 0
+    from_pretrained = json.loads(capsys.readouterr().out)
+    assert main(["detect", "--checkpoint", str(ckpt), path, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == from_pretrained
+
+
 # -- backbone_init ---------------------------------------------------------------------------
 def test_backbone_init_copies_the_reference_stages(reference, tmp_path: Path) -> None:
     assert "backbone_init" not in {f.name for f in dataclasses.fields(ModelConfig)}
