@@ -134,23 +134,26 @@ def _color(rng: np.random.Generator) -> tuple[int, int, int]:
 
 def _background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     kind = int(rng.integers(3))
-    c1 = rng.uniform(0, 255, 3)
-    c2 = rng.uniform(0, 255, 3)
+    c1 = rng.uniform(0, 255, 3).astype(np.float32)
+    c2 = rng.uniform(0, 255, 3).astype(np.float32)
     if kind == 0:  # smooth noise
         coarse = rng.uniform(0, 255, (int(rng.integers(3, 9)), int(rng.integers(3, 9)), 3))
-        img = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+        img = cv2.resize(coarse.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
     else:
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
         theta = rng.uniform(0, math.pi)
-        proj = xx * math.cos(theta) + yy * math.sin(theta)
+        # a linear ramp along direction theta, built from a row and a column (cheap)
+        proj = np.arange(w, dtype=np.float32)[None, :] * np.float32(math.cos(theta)) + np.arange(
+            h, dtype=np.float32
+        )[:, None] * np.float32(math.sin(theta))
         if kind == 1:  # linear gradient
-            t = (proj - proj.min()) / max(1e-6, np.ptp(proj))
+            t = (proj - proj.min()) / max(1e-6, float(np.ptp(proj)))
         else:  # stripes
             period = rng.uniform(6, max(8.0, w / 3))
-            t = 0.5 + 0.5 * np.sin(2 * math.pi * proj / period)
-        img = c1 + (c2 - c1) * t[..., None]
-    img = img + rng.normal(0, rng.uniform(2, 12), (h, w, 3))
-    img = np.clip(img, 0, 255).astype(np.uint8)
+            t = 0.5 + 0.5 * np.sin(proj * np.float32(2 * math.pi / period))
+        img = cv2.merge([c1[k] + (c2[k] - c1[k]) * t for k in range(3)])
+    noise = rng.standard_normal((h, w, 3), dtype=np.float32)
+    cv2.scaleAdd(noise, float(rng.uniform(2, 12)), img.astype(np.float32), dst=noise)
+    img = np.clip(noise, 0, 255).astype(np.uint8)
     for _ in range(int(rng.integers(3, 13))):  # non-face shapes
         _distractor(img, rng)
     return img
@@ -159,7 +162,7 @@ def _background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
 def _distractor(img: np.ndarray, rng: np.random.Generator) -> None:
     h, w = img.shape[:2]
     x, y = rng.uniform(0, w), rng.uniform(0, h)
-    size = rng.uniform(4, 0.35 * min(h, w))
+    size = rng.uniform(4, max(5.0, 0.35 * min(h, w)))
     kind = int(rng.integers(5))
     color = _color(rng)
     if kind == 0:
@@ -268,8 +271,12 @@ def _occlude(
     if rng.random() < 0.5:
         img[m] = _color(rng)
     else:  # textured occluder (a hand, a sign, ...)
-        tex = _background(img.shape[0], img.shape[1], rng)
-        img[m] = tex[m]
+        ys, xs = np.nonzero(m)
+        if len(ys):
+            y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+            tex = _background(int(y1 - y0), int(x1 - x0), rng)
+            sub = m[y0:y1, x0:x1]
+            img[y0:y1, x0:x1][sub] = tex[sub]
     return m
 
 
@@ -287,9 +294,11 @@ def _blur_face(img: np.ndarray, box: tuple[int, int, int, int], sigma: float) ->
     img[y0:y1, x0:x1] = np.clip(mask * blurred + (1 - mask) * roi, 0, 255).astype(np.uint8)
 
 
-def _overlaps(box: tuple[int, int, int, int], others: list[tuple[int, int, int, int]]) -> bool:
+def _overlaps(
+    box: tuple[int, int, int, int], others: list[tuple[int, int, int, int]], margin: float
+) -> bool:
     x, y, w, h = box
-    m = 2
+    m = margin
     return any(
         x < ox + ow + m and ox < x + w + m and y < oy + oh + m and oy < y + h + m
         for ox, oy, ow, oh in others
@@ -308,6 +317,7 @@ def render_image(
     hi = max(lo + 1, event.height[1] * short_side)
     faces: list[Face] = []
     boxes: list[tuple[int, int, int, int]] = []
+    drawn: list[np.ndarray] = []
     for _ in range(n_faces):
         for _try in range(30):
             height = math.exp(rng.uniform(math.log(lo), math.log(hi)))
@@ -326,28 +336,31 @@ def render_image(
                 math.ceil(cx + hw) - math.floor(cx - hw),
                 math.ceil(cy + hh) - math.floor(cy - hh),
             )
-            if not _overlaps(box, boxes):
+            if not _overlaps(box, boxes, margin=2 + 0.12 * height):  # hair reaches ~0.1 h out
                 break
         else:
             continue
         yaw = rng.uniform(-0.12, 0.12)
         box, lms = draw_face(img, cx, cy, height, aspect, angle, yaw, rng)
-        flags = np.zeros(5)
-        occlusion = 0
+        boxes.append(box)
+        drawn.append(lms)
+    # Occluders after all faces, so an occluder that reaches a neighbour is counted there too.
+    occluded = np.zeros((h, w), dtype=bool)
+    for box in boxes:
         if rng.random() < 0.25:
-            mask = _occlude(img, box, rng)
-            bx, by, bw, bh = box
-            covered = mask[by : by + bh, bx : bx + bw].mean()
-            occlusion = 0 if covered == 0 else (1 if covered <= 0.35 else 2)
-            px = np.clip(lms[0::2].astype(int), 0, w - 1)
-            py = np.clip(lms[1::2].astype(int), 0, h - 1)
-            flags = mask[py, px].astype(np.float64)
+            occluded |= _occlude(img, box, rng)
+    for box, lms in zip(boxes, drawn, strict=True):
+        bx, by, bw, bh = box
+        covered = float(occluded[by : by + bh, bx : bx + bw].mean())
+        occlusion = 0 if covered == 0 else (1 if covered <= 0.35 else 2)
+        px = np.clip(lms[0::2].astype(int), 0, w - 1)
+        py = np.clip(lms[1::2].astype(int), 0, h - 1)
+        flags = occluded[py, px].astype(np.float64)
         r = rng.random()
         blur = 2 if r < 0.10 else (1 if r < 0.35 else 0)
         if blur:
-            sigma = (0.02 if blur == 1 else 0.06) * box[3] + (0.6 if blur == 1 else 1.2)
+            sigma = (0.02 if blur == 1 else 0.06) * bh + (0.6 if blur == 1 else 1.2)
             _blur_face(img, box, sigma)
-        boxes.append(box)
         faces.append(Face(box, lms, flags, blur, occlusion))
     return SyntheticImage(event.name, name, img, faces)
 
