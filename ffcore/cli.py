@@ -213,6 +213,64 @@ def _run_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- evaluation -----------------------------------------------------------------------------
+def _add_json_and_out(p: argparse.ArgumentParser, out_help: str) -> None:
+    p.add_argument("--out", default=None, help=out_help)
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print only {"easy": .., "medium": .., "hard": ..} (AP as fractions)',
+    )
+
+
+def _report_ap(result, out_dir, as_json: bool) -> int:
+    from pathlib import Path
+
+    from ffcore.evaluation import save_ap_json
+
+    path = save_ap_json(result, Path(out_dir) / "ap.json")
+    print(json.dumps(result.as_dict()) if as_json else f"{result.table()}\nwrote {path}")
+    return 0
+
+
+def _add_wider_eval(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pred", required=True, help="predictions: <pred>/<event>/<image>.txt")
+    p.add_argument(
+        "--gt",
+        required=True,
+        help="folder with wider_face_val.mat, wider_{easy,medium,hard}_val.mat",
+    )
+    _add_json_and_out(p, "folder for ap.json (default: the prediction folder)")
+
+
+def _run_wider_eval(args: argparse.Namespace) -> int:
+    from ffcore.evaluation import evaluate_folder
+
+    return _report_ap(evaluate_folder(args.pred, args.gt), args.out or args.pred, args.json)
+
+
+def _add_evaluate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="an ffcore checkpoint (.pt)")
+    p.add_argument("--data-root", required=True, help="dataset root (val/images, ground_truth)")
+    p.add_argument(
+        "--image-size", type=int, default=None, help="longer side in px (default: original scale)"
+    )
+    p.add_argument("--device", default="cpu")
+    _add_json_and_out(
+        p, "prediction folder, also gets ap.json (default: <checkpoint>_widerface_val/)"
+    )
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from ffcore.checkpoint import load_model
+    from ffcore.inference import default_prediction_dir, evaluate_model
+
+    model, _ = load_model(args.checkpoint, args.device)
+    out = args.out or default_prediction_dir(args.checkpoint)
+    result = evaluate_model(model, args.data_root, out, image_size=args.image_size)
+    return _report_ap(result, out, args.json)
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {
     "summary": ("parameters per module and MACs of a model variant", _add_summary, _run_summary),
     "reproduce": (
@@ -234,6 +292,16 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
         "detect faces in one image with a checkpoint or the RetinaFace reference weights",
         _add_detect,
         _run_detect,
+    ),
+    "wider-eval": (
+        "WIDER FACE AP (easy/medium/hard) of a folder of predictions in the official layout",
+        _add_wider_eval,
+        _run_wider_eval,
+    ),
+    "evaluate": (
+        "predict the val set with a checkpoint and score it (WIDER FACE AP)",
+        _add_evaluate,
+        _run_evaluate,
     ),
 }
 

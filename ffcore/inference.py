@@ -210,3 +210,9 @@ def draw_detections(
         for (px, py), pc in zip(pts, point_colors, strict=True):
             cv2.circle(out, (int(round(float(px))), int(round(float(py)))), t + 1, pc, -1)
     return out
+
+
+def default_prediction_dir(checkpoint: str | Path) -> Path:
+    """``<checkpoint without suffix>_widerface_val/``: where ``evaluate`` writes by default."""
+    path = Path(checkpoint)
+    return path.with_name(f"{path.stem}_widerface_val")
