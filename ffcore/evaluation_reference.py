@@ -37,11 +37,10 @@ def _boxoverlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _matlab_max(values: np.ndarray) -> tuple[float, int]:
     """MATLAB's ``[m, i] = max(v)``: NaN skipped, first index on ties, (NaN, 0) if all NaN."""
-    best, idx = np.nan, 0
-    for i, v in enumerate(values):
-        if not np.isnan(v) and (np.isnan(best) or v > best):
-            best, idx = float(v), i
-    return best, idx
+    if np.isnan(values).all():
+        return float("nan"), 0
+    idx = int(np.nanargmax(values))
+    return float(values[idx]), idx
 
 
 def _image_evaluation(
