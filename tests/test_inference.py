@@ -106,3 +106,28 @@ def test_predict_dataset_writes_the_official_layout(tmp_path: Path) -> None:
         warnings.simplefilter("ignore", RuntimeWarning)
         result = evaluate_folder(out, root / "ground_truth")
     assert result.num_faces["hard"] > 0 and 0.0 <= result.ap["hard"] <= 1.0
+
+
+def test_find_failures_by_hand(tmp_path: Path) -> None:
+    from ffcore.data.wider_mat import GroundTruth, write_ground_truth
+    from ffcore.evaluation import write_predictions
+    from ffcore.inference import find_failures
+
+    faces = np.array([[10.0, 10, 20, 20], [50, 40, 30, 36], [2, 2, 5, 6]])
+    gt = GroundTruth(
+        ["0--E"], [["a"]], [[faces]], {s: [[np.array([1, 2])]] for s in ("easy", "medium", "hard")}
+    )
+    write_ground_truth(tmp_path / "ground_truth", gt)
+    image = np.full((100, 100, 3), 128, np.uint8)
+    (tmp_path / "val" / "images" / "0--E").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "val" / "images" / "0--E" / "a.jpg"), image)
+    # TP on face 1, FP far away (0.8), ignored on face 3 (0.9), a low-score hit on face 2 (0.3)
+    dets = np.array(
+        [[10, 10, 20, 20, 0.7], [70, 5, 20, 20, 0.8], [2, 2, 5, 6, 0.9], [50, 40, 30, 36, 0.3]]
+    )
+    write_predictions(tmp_path / "pred", gt, [[dets]])
+    missed, false_pos = find_failures(tmp_path / "pred", tmp_path, min_score=0.5)
+    assert [f.box.tolist() for f in missed] == [[50, 40, 30, 36]] and np.isnan(missed[0].score)
+    assert [(f.box.tolist(), f.score) for f in false_pos] == [([70, 5, 20, 20], 0.8)]
+    crop = false_pos[0].crop()
+    assert crop.shape == (39, 44, 3)  # side max(20, 24) * 2 = 48 around (80, 15), clipped
