@@ -87,13 +87,18 @@ def _add_make_synthetic(p: argparse.ArgumentParser) -> None:
         "--image-size", type=int, default=smoke.synthetic_image_size, help="long side (px)"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--force", action="store_true", help="rewrite even if the same dataset is already there"
+    )
 
 
 def _run_make_synthetic(args: argparse.Namespace) -> int:
     from ffcore.data.synthetic import generate_dataset, read_manifest
 
     try:
-        root = generate_dataset(args.out, args.train, args.val, args.image_size, args.seed)
+        root = generate_dataset(
+            args.out, args.train, args.val, args.image_size, args.seed, force=args.force
+        )
     except FileExistsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -179,3 +179,9 @@ def test_make_synthetic_cli(tmp_path: Path, capsys) -> None:
         4,
     )
     assert main(["check-data", "--training_dataset", str(out / "train" / "label.txt")]) == 0
+    # same parameters again: kept as they are; --force rewrites
+    stamp = (out / "manifest.json").stat().st_mtime_ns
+    assert main([*argv, "--image-size", "64", "--seed", "4"]) == 0
+    assert (out / "manifest.json").stat().st_mtime_ns == stamp
+    assert main([*argv, "--image-size", "64", "--seed", "4", "--force"]) == 0
+    assert (out / "manifest.json").stat().st_mtime_ns != stamp

@@ -500,13 +500,20 @@ def _matches(manifest: dict | None, params: dict) -> bool:
 
 
 def generate_dataset(
-    root: Path | str, n_train: int, n_val: int, image_size: int, seed: int = DEFAULT_SEED
+    root: Path | str,
+    n_train: int,
+    n_val: int,
+    image_size: int,
+    seed: int = DEFAULT_SEED,
+    force: bool = False,
 ) -> Path:
     """Write the dataset to ``root`` (replacing a dataset generated there before) and return it.
 
-    Everything is written to a temporary sibling folder and renamed into place, the manifest
-    last, so an interrupted run never leaves a folder that looks complete. An existing ``root``
-    that is neither empty nor a generated dataset is refused (never deleted).
+    A dataset already generated at ``root`` with the same parameters is kept as it is (the
+    output is a pure function of them) unless ``force``. Everything is written to a temporary
+    sibling folder and renamed into place, the manifest last, so an interrupted run never leaves
+    a folder that looks complete. An existing ``root`` that is neither empty nor a generated
+    dataset is refused (never deleted).
     """
     if n_train < 1 or n_val < 1:
         raise ValueError(f"need at least one train and one val image, got {n_train}, {n_val}")
@@ -524,6 +531,8 @@ def generate_dataset(
         )
     root.parent.mkdir(parents=True, exist_ok=True)
     params = _parameters(n_train, n_val, image_size, seed)
+    if not force and _matches(read_manifest(root), params):
+        return root
     tmp = root.parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir()

@@ -37,6 +37,7 @@ from ffcore.data.preprocess import image_to_tensor
 
 FACE_NUMBERS_FULL = 20  # x y w h + 5 * (lx ly flag) + confidence
 FACE_NUMBERS_BOX = 4  # x y w h (validation label.txt)
+_NO_LANDMARKS = [-1.0] * (FACE_NUMBERS_FULL - FACE_NUMBERS_BOX)
 SIZE_BINS: tuple[tuple[str, float, float], ...] = (
     ("<16", 0.0, 16.0),
     ("16-32", 16.0, 32.0),
@@ -137,7 +138,6 @@ def _parse(
     images_dir = label_path.parent / "images"
     pending: list[dict] = []
     current: dict | None = None
-    dropped = 0
     seen_any = False
 
     def close(rec: dict | None) -> None:
@@ -181,9 +181,10 @@ def _parse(
                 f" face lines, found {line[:60]!r}{hint}",
             )
             return [], 0  # collecting mode: one error is enough for a foreign file
-        bad = [(i + 1, t) for i, t in enumerate(tokens) if not _is_number(t)]
-        if bad:
-            col, tok = bad[0]
+        try:
+            numbers = list(map(float, tokens))
+        except ValueError:
+            col, tok = next((i + 1, t) for i, t in enumerate(tokens) if not _is_number(t))
             fail(lineno, f"non-numeric field {tok!r} (number {col} of the face line)")
             continue
         if len(tokens) not in (FACE_NUMBERS_FULL, FACE_NUMBERS_BOX):
@@ -193,36 +194,31 @@ def _parse(
                 f" 5 x (lx ly flag), confidence) or {FACE_NUMBERS_BOX} (x y w h)",
             )
             continue
-        values = np.array([float(t) for t in tokens], dtype=np.float64)
-        if not np.isfinite(values).all():
+        if not all(map(math.isfinite, numbers)):
             fail(lineno, "face line has a non-finite number (nan or inf)")
             continue
+        if len(numbers) == FACE_NUMBERS_BOX:
+            numbers += _NO_LANDMARKS
         assert current is not None  # seen_any guarantees a path line
-        x, y, w, h = values[:4]
-        if w <= 0 or h <= 0:
-            dropped += 1
-            continue
-        current["faces"].append(values)
+        current["faces"].append(numbers)
     close(current)
     if not seen_any and (errors is None or not errors):
         fail(None, "not a WIDER label file: no '# relative/path.jpg' lines (empty file?)")
-    return [_to_record(rec) for rec in pending], dropped
+    records = [_to_record(rec) for rec in pending]
+    return [r for r, _ in records], sum(d for _, d in records)
 
 
-def _to_record(rec: dict) -> ImageRecord:
-    n = len(rec["faces"])
-    boxes = np.zeros((n, 4), dtype=np.float32)
-    lms = np.full((n, 10), -1.0, dtype=np.float32)
-    valid = np.zeros(n, dtype=bool)
-    for i, v in enumerate(rec["faces"]):
-        x, y, w, h = v[:4]
-        boxes[i] = (x, y, x + w, y + h)
-        if len(v) == FACE_NUMBERS_FULL:
-            coords = v[4:19].reshape(5, 3)[:, :2].reshape(10)
-            if not np.any(coords == -1.0):
-                lms[i] = coords
-                valid[i] = True
-    return ImageRecord(rec["path"], boxes, lms, valid, rec["line"], rec["label_file"])
+def _to_record(rec: dict) -> tuple[ImageRecord, int]:
+    """Vectorised conversion of one image's face lines; returns (record, degenerate dropped)."""
+    arr = np.array(rec["faces"], dtype=np.float64).reshape(-1, FACE_NUMBERS_FULL)
+    keep = (arr[:, 2] > 0) & (arr[:, 3] > 0)
+    arr = arr[keep]
+    boxes = np.concatenate([arr[:, :2], arr[:, :2] + arr[:, 2:4]], axis=1).astype(np.float32)
+    coords = arr[:, 4:19].reshape(-1, 5, 3)[:, :, :2].reshape(-1, 10)
+    valid = ~(coords == -1.0).any(axis=1)
+    lms = np.where(valid[:, None], coords, -1.0).astype(np.float32)
+    record = ImageRecord(rec["path"], boxes, lms, valid, rec["line"], rec["label_file"])
+    return record, int((~keep).sum())
 
 
 def parse_label_file(label_path: Path | str, require_faces: bool = False) -> ParsedLabels:
