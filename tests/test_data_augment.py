@@ -207,3 +207,11 @@ def test_same_generator_same_sample() -> None:
     np.testing.assert_array_equal(a.image, b.image)
     np.testing.assert_array_equal(a.boxes, b.boxes)
     np.testing.assert_array_equal(a.landmarks, b.landmarks)
+
+
+def test_image_without_faces_goes_through() -> None:
+    s = augment.make_sample(_blank(50, 80), np.zeros((0, 4)), np.zeros((0, 10)), np.zeros(0))
+    out = augment.train_augment(s, 32, np.random.default_rng(0))
+    assert out.image.shape == (32, 32, 3)
+    assert out.boxes.shape == (0, 4) and out.landmarks.shape == (0, 10)
+    assert out.landmark_valid.shape == (0,)
