@@ -11,9 +11,6 @@ from ffcore.models.attention import eca_kernel_size
 from ffcore.models.backbone import STAGE_CHANNELS
 from ffcore.schedule import PHASES
 
-# Claims of the thesis text, shown beside measurements and always labelled as claims.
-THESIS_CLAIMS = {"eca_cbam_params": 460_000, "cbam_params": 488_700}
-
 
 def parameter_frame(variants: tuple[str, ...] = ("cbam", "eca_cbam"), **overrides) -> pd.DataFrame:
     """Parameters per module group (rows) for each variant (columns)."""
