@@ -327,7 +327,8 @@ def _labels(flat: _Flat, kept: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     """Per detection (in sorted order): TP, proposal (TP or FP) and ignored flags."""
     valid = flat.gt_count[flat.det_img] > 0
     matched = valid & (flat.best_iou >= IOU_THRESHOLD)
-    on_kept = matched & kept[np.maximum(flat.best_gt, 0)]
+    on_kept = np.zeros(len(valid), dtype=bool)
+    on_kept[matched] = kept[flat.best_gt[matched]]
     ignored = matched & ~on_kept
     tp = np.zeros(len(valid), dtype=bool)
     cand = np.flatnonzero(on_kept)

@@ -237,3 +237,9 @@ def test_label_detections_for_failure_galleries() -> None:
     assert out.fp.tolist() == [True, True, False, False]
     assert out.ignored.tolist() == [False, False, False, True]
     assert out.missed.tolist() == [False, False, True]
+
+
+def test_label_detections_on_an_image_without_faces() -> None:
+    out = ev.label_detections(np.array([[*FAR, 0.3]]), np.zeros((0, 4)), np.zeros(0, int))
+    assert out.tp.tolist() == out.fp.tolist() == out.ignored.tolist() == [False]
+    assert out.missed.shape == (0,)

