@@ -276,6 +276,47 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return _report_ap(result, out, args.json)
 
 
+# -- export-onnx / size-report ---------------------------------------------------------------
+def _add_export_onnx(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="ffcore checkpoint (.pt)")
+    p.add_argument("--out", required=True, help="ONNX file to write")
+    shape = p.add_mutually_exclusive_group()
+    shape.add_argument("--image-size", type=int, default=640, help="fixed square input (px)")
+    shape.add_argument(
+        "--dynamic", action="store_true", help="free batch, height and width (multiples of 32)"
+    )
+
+
+def _run_export_onnx(args: argparse.Namespace) -> int:
+    from ffcore.export import export_checkpoint
+
+    result = export_checkpoint(args.checkpoint, args.out, args.image_size, args.dynamic)
+    shape = (
+        "dynamic [B, 3, H, W]"
+        if result.dynamic
+        else f"[1, 3, {args.image_size}, {args.image_size}]"
+    )
+    print(
+        f"wrote {result.path} ({result.file_bytes / 1e6:.2f} MB, opset {result.opset}, "
+        f"input {shape}, {result.nodes} nodes, {result.deform_convs} DeformConv)"
+    )
+    return 0
+
+
+def _add_size_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out-dir", default=None, help="table folder (default: figures/)")
+    p.add_argument("--image-size", type=int, default=640, help="square input for MACs")
+
+
+def _run_size_report(args: argparse.Namespace) -> int:
+    from ffcore.size_report import write_size_table
+
+    table, paths = write_size_table(out_dir=args.out_dir, image_size=args.image_size)
+    print(table.to_string())
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {
     "summary": ("parameters per module and MACs of a model variant", _add_summary, _run_summary),
     "reproduce": (
@@ -307,6 +348,16 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
         "predict the val set with a checkpoint and score it (WIDER FACE AP)",
         _add_evaluate,
         _run_evaluate,
+    ),
+    "export-onnx": (
+        "export a checkpoint to ONNX (opset 19, DeformConv kept) for onnxruntime",
+        _add_export_onnx,
+        _run_export_onnx,
+    ),
+    "size-report": (
+        "parameters, state-dict and ONNX bytes (fp32/fp16), MACs per variant -> figures/",
+        _add_size_report,
+        _run_size_report,
     ),
 }
 
