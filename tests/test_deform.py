@@ -149,3 +149,20 @@ def test_public_function_dispatches_and_checks_shapes():
         fast_modulated_deform_conv2d(x, offset[:, :9], mask, weight)
     with pytest.raises(ValueError, match="input channels"):
         fast_modulated_deform_conv2d(x, offset, mask, weight[:, :2])
+
+
+def test_set_deform_kernel_forces_torchvision(monkeypatch):
+    ssh = SSH(8)
+    assert deform.set_deform_kernel(ssh, "torchvision") == 5
+    calls = []
+    monkeypatch.setattr(
+        deform, "deform_conv2d", lambda *a, **k: calls.append(1) or deform_conv2d(*a, **k)
+    )
+    ssh(torch.randn(1, 8, 5, 5))
+    assert len(calls) == 5
+    deform.set_deform_kernel(ssh, "auto")
+    ssh(torch.randn(1, 8, 5, 5))
+    assert len(calls) == 5
+    assert "kernel" not in str(list(ssh.state_dict()))
+    with pytest.raises(ValueError, match="kernel must be"):
+        deform.set_deform_kernel(ssh, "cuda")

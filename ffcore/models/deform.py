@@ -23,11 +23,15 @@ indices read as a CSC matrix); grad_y @ z^T sampled at S's non-zeros for the coe
 from __future__ import annotations
 
 import warnings
+from typing import Literal
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torchvision.ops import deform_conv2d
+
+DeformKernel = Literal["auto", "torchvision"]
+DEFORM_KERNELS: tuple[str, ...] = ("auto", "torchvision")
 
 
 def _must_use_torchvision(x: torch.Tensor) -> bool:
@@ -193,6 +197,24 @@ class ModulatedDeformConv(nn.Module):
         for predictor in (self.offset, self.mask):
             nn.init.zeros_(predictor.weight)
             nn.init.zeros_(predictor.bias)
+        self.kernel: DeformKernel = "auto"  # see set_deform_kernel; not part of the state dict
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return modulated_deform_conv2d(x, self.offset(x), torch.sigmoid(self.mask(x)), self.weight)
+        conv = (
+            torchvision_modulated_deform_conv2d
+            if self.kernel == "torchvision"
+            else modulated_deform_conv2d
+        )
+        return conv(x, self.offset(x), torch.sigmoid(self.mask(x)), self.weight)
+
+
+def set_deform_kernel(model: nn.Module, kernel: DeformKernel) -> int:
+    """Choose the kernel of every ModulatedDeformConv in ``model``: "auto" (fast path on CPU,
+    torchvision elsewhere) or "torchvision" (always; for benchmarks and checks). Returns how
+    many layers were set."""
+    if kernel not in DEFORM_KERNELS:
+        raise ValueError(f"kernel must be one of {DEFORM_KERNELS}, got {kernel!r}")
+    layers = [m for m in model.modules() if isinstance(m, ModulatedDeformConv)]
+    for layer in layers:
+        layer.kernel = kernel
+    return len(layers)
