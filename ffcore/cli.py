@@ -317,8 +317,26 @@ def _run_size_report(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- train ----------------------------------------------------------------------------------
+def _add_train(p: argparse.ArgumentParser) -> None:
+    from ffcore.train import add_train_arguments
+
+    add_train_arguments(p)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from ffcore.train import run_train_command
+
+    return run_train_command(args)
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {
     "summary": ("parameters per module and MACs of a model variant", _add_summary, _run_summary),
+    "train": (
+        "train one phase (--phase 1|2a|2b|3) or all four in sequence (--all)",
+        _add_train,
+        _run_train,
+    ),
     "reproduce": (
         "run notebooks 01-07 with papermill (smoke or full profile)",
         _add_reproduce,

@@ -75,6 +75,7 @@ class TrainConfig:
     backbone_init: str | None = None  # None, "retinaface" or a backbone weights file (phase 1)
     amp: bool = True  # mixed precision; only ever used on CUDA
     progress: bool = True  # tqdm bar per epoch
+    probe_images: int = 16  # first training images (epoch-0 crops) whose loss is logged per epoch
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -87,3 +88,5 @@ class TrainConfig:
             raise ValueError(f"image_size must be a positive multiple of 32, got {self.image_size}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.probe_images < 0:
+            raise ValueError(f"probe_images must be >= 0, got {self.probe_images}")

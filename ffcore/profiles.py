@@ -30,7 +30,7 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         "smoke",
         image_size=160,
-        batch_size=8,
+        batch_size=4,  # 12 steps an epoch on 48 images: enough for every phase to fit
         smoke_epochs=2,
         synthetic_train=48,
         synthetic_val=16,
