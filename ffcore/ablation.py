@@ -80,6 +80,38 @@ def plot_timeline(timeline: pd.DataFrame, smooth: int = 5):
     return fig
 
 
+def evaluate_phases(
+    run_dir: str | Path,
+    data_root: str | Path,
+    out_dir: str | Path,
+    known: dict | None = None,
+    **detect_kwargs,
+) -> pd.DataFrame:
+    """AP easy/medium/hard of every phase's final checkpoint (phase order), written to
+    ``<out_dir>/ap_by_phase.csv``. ``known``: phase id -> WiderResult already computed."""
+    from ffcore.checkpoint import load_model
+    from ffcore.inference import evaluate_model
+
+    out = Path(out_dir)
+    rows = {}
+    for pid in PHASE_ORDER:
+        result = (known or {}).get(pid)
+        if result is None:
+            model, _ = load_model(
+                phase_result(run_dir, pid)["checkpoint"], detect_kwargs.get("device") or "cpu"
+            )
+            result = evaluate_model(
+                model, data_root, out / f"predictions_phase{pid}", **detect_kwargs
+            )
+        rows[pid] = result.ap
+    frame = pd.DataFrame.from_dict(rows, orient="index")[["easy", "medium", "hard"]].rename_axis(
+        "phase"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out / "ap_by_phase.csv")
+    return frame
+
+
 def ap_by_phase_frame(path: str | Path) -> pd.DataFrame:
     """AP easy/medium/hard per phase (rows in phase order) from the evaluation notebook's CSV."""
     frame = pd.read_csv(path, dtype={"phase": str}).set_index("phase")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 
@@ -16,6 +17,15 @@ class BlockAttention:
     name: str  # e.g. "backbone_attention.0"
     channel: np.ndarray | None  # [C] weights in (0, 1), None when the channel part is off
     spatial: np.ndarray | None  # [H, W] map in (0, 1), None when the spatial part is off
+
+
+def resize_to_stride(image: np.ndarray, stride: int = 32) -> np.ndarray:
+    """Resize to the nearest height and width that are multiples of ``stride`` (at least one)."""
+    h, w = image.shape[:2]
+    nh, nw = (max(stride, round(v / stride) * stride) for v in (h, w))
+    return (
+        image if (nh, nw) == (h, w) else cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+    )
 
 
 @torch.no_grad()

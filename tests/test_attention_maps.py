@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ffcore.attention_maps import attention_maps
+from ffcore.attention_maps import attention_maps, resize_to_stride
 from ffcore.models import build_model
 
 
@@ -36,3 +36,8 @@ def test_switched_off_parts_report_none() -> None:
     assert all(m.channel is not None and m.spatial is None for m in maps)
     with pytest.raises(ValueError, match="no attention"):
         attention_maps(build_model("none", deformable=False), np.zeros((64, 64, 3), np.uint8))
+
+
+def test_resize_to_stride() -> None:
+    assert resize_to_stride(np.zeros((600, 512, 3), np.uint8)).shape == (608, 512, 3)
+    assert resize_to_stride(np.zeros((10, 70, 3), np.uint8)).shape == (32, 64, 3)
