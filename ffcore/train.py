@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
+import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ffcore.config import VARIANTS, TrainConfig
@@ -137,3 +141,103 @@ def run_train_command(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     return 0
+
+
+# -- notebooks 02-05: one per phase, each reading the previous one's result.json ------------------
+PHASE_NOTEBOOKS: dict[str, str] = {
+    "1": "02_phase1",
+    "2a": "03_phase2a",
+    "2b": "04_phase2b",
+    "3": "05_phase3",
+}
+RESULT_FILE = "result.json"
+
+
+def previous_checkpoint(run_dir: str | os.PathLike[str], phase_id: str) -> str | None:
+    """The final checkpoint written by the previous phase's notebook (None for phase 1), read
+    from ``<run_dir>/<previous notebook>/result.json``."""
+    previous = get_phase(phase_id).starts_from
+    if previous is None:
+        return None
+    path = Path(run_dir) / PHASE_NOTEBOOKS[previous] / RESULT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: run {PHASE_NOTEBOOKS[previous]}.ipynb first (phase {phase_id} "
+            f"starts from phase {previous}), or pass resume_net"
+        )
+    try:
+        return json.loads(path.read_text())["checkpoint"]
+    except (json.JSONDecodeError, KeyError) as exc:
+        raise ValueError(f"{path}: not a phase result file ({exc})") from None
+
+
+def write_result(out_dir: str | os.PathLike[str], result: Any, **extra: Any) -> Path:
+    """``<out_dir>/result.json`` and copies of the phase's CSVs; returns the JSON path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    history = shutil.copyfile(result.history_csv, out / "history.csv")
+    epochs = shutil.copyfile(result.epochs_csv, out / "epochs.csv")
+    data = {
+        "phase": result.phase,
+        "checkpoint": str(result.checkpoint),
+        "history_csv": str(history),
+        "epochs_csv": str(epochs),
+        "epochs": result.epochs,
+        "started_from": result.started_from,
+        "final_loss": result.final_loss,
+        "epoch_losses": list(result.epoch_losses),
+        "probe_losses": list(result.probe_losses),
+        **extra,
+    }
+    path = out / RESULT_FILE
+    path.write_text(json.dumps(data, indent=2))
+    return path
+
+
+def plot_training(history_csv: str | os.PathLike[str], epochs_csv: str | os.PathLike[str]):
+    """Two panels: the loss (every step, and the probe set after each epoch) and the learning
+    rate, both against the epoch. Returns the matplotlib figure."""
+    import pandas as pd
+
+    from ffcore import figures
+
+    steps, per_epoch = pd.read_csv(history_csv), pd.read_csv(epochs_csv)
+    phase = str(steps["phase"].iloc[0])
+    color = figures.PHASE_COLORS.get(phase)
+    fig, (ax_loss, ax_lr) = figures.new_figure("full", aspect=0.32, ncols=2)
+    ax_loss.plot(steps.epoch_float, steps.total, color=color, alpha=0.45, lw=0.8, label="step")
+    ax_loss.plot(per_epoch.epoch, per_epoch.probe_total, "o-", color=color, label="probe set")
+    ax_loss.set(xlabel="epoch", ylabel="total loss", title=f"phase {phase}: loss")
+    ax_loss.legend()
+    ax_lr.plot(steps.epoch_float, steps.lr, color=color)
+    ax_lr.set(xlabel="epoch", ylabel="learning rate", title=f"phase {phase}: learning rate")
+    ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    fig.tight_layout()
+    return fig
+
+
+def plot_all_phases(run_dir: str | os.PathLike[str]):
+    """The four phases one after another (loss and learning rate), from each notebook's
+    history copy; phases not yet run are left out."""
+    import pandas as pd
+
+    from ffcore import figures
+
+    fig, (ax_loss, ax_lr) = figures.new_figure("full", aspect=0.32, ncols=2)
+    offset = 0.0
+    for phase, stem in PHASE_NOTEBOOKS.items():
+        csv_path = Path(run_dir) / stem / "history.csv"
+        if not csv_path.is_file():
+            continue
+        steps = pd.read_csv(csv_path)
+        x = offset + steps.epoch_float
+        color = figures.PHASE_COLORS.get(phase)
+        ax_loss.plot(x, steps.total, color=color, lw=0.8, label=f"phase {phase}")
+        ax_lr.plot(x, steps.lr, color=color, label=f"phase {phase}")
+        offset += float(steps.epoch.max())
+    ax_loss.set(xlabel="epoch (all phases)", ylabel="total loss", title="training loss")
+    ax_lr.set(xlabel="epoch (all phases)", ylabel="learning rate", title="learning rate")
+    ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    ax_loss.legend()
+    fig.tight_layout()
+    return fig
