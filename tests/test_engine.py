@@ -182,3 +182,22 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(label_file, tmp_pa
     assert str(latest) in str(err.value)
     assert load_checkpoint(latest)["epoch"] == 1
     assert not (tmp_path / "phase2a" / "phase2a_epoch_3.pth").exists()
+
+
+@pytest.mark.slow
+def test_cli_train_all_chains_the_four_phases(label_file, tmp_path, capsys):
+    from ffcore.cli import main
+
+    common = ["--training_dataset", label_file, "--epochs", "1", "--batch-size", "3",
+              "--image-size", str(SIZE), "--save_folder", str(tmp_path), "--device", "cpu",
+              "--num-workers", "0", "--no-progress"]  # fmt: skip
+    assert main(["train", "--all", *common]) == 0
+    previous = None
+    for phase in ("1", "2a", "2b", "3"):
+        state = load_checkpoint(tmp_path / f"phase{phase}" / f"phase{phase}_epoch_1.pth")
+        assert state["phase"] == phase and state["train_config"]["resume_net"] == previous
+        previous = str(tmp_path / f"phase{phase}" / f"phase{phase}_epoch_1.pth")
+    assert "phase 3 (ECA -> SAM): 1/1 epochs" in capsys.readouterr().out
+    # a phase without its starting checkpoint: one clear line, exit status 2
+    assert main(["train", "--phase", "2b", *common]) == 2
+    assert "phase 2b starts from the final checkpoint of phase 2a" in capsys.readouterr().err
