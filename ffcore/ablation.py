@@ -3,7 +3,6 @@ global state): AP per phase, training curves across phases, variant costs, atten
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,24 +10,12 @@ import pandas as pd
 
 from ffcore import figures
 from ffcore.attention_maps import BlockAttention
+from ffcore.loss import LOSS_TERMS
 from ffcore.schedule import PHASE_ORDER, PHASES
 from ffcore.thesis import AP_TARGETS
+from ffcore.train import phase_result
 
-# Which notebook trains which phase; their result.json files are the hand-over between notebooks.
-PHASE_NOTEBOOKS: dict[str, str] = dict(
-    zip(PHASE_ORDER, ("02_phase1", "03_phase2a", "04_phase2b", "05_phase3"), strict=True)
-)
-LOSS_COLUMNS = ("loc", "cls", "landmarks", "total")
-
-
-def phase_result(run_dir: str | Path, phase_id: str) -> dict:
-    """The result.json a phase notebook wrote, with a clear error when it has not run."""
-    path = Path(run_dir) / PHASE_NOTEBOOKS[phase_id] / "result.json"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: run notebooks/{PHASE_NOTEBOOKS[phase_id]}.ipynb first (or `make reproduce`)"
-        )
-    return json.loads(path.read_text())
+LOSS_COLUMNS = LOSS_TERMS
 
 
 def training_timeline(run_dir: str | Path) -> pd.DataFrame:

@@ -29,7 +29,9 @@ VARIANT_COLORS = dict(
         strict=True,
     )
 )
-PHASE_COLORS = dict(zip(("1", "2a", "2b", "3"), sns.color_palette(PALETTE, 8)[4:8], strict=True))
+PHASE_COLORS = dict(
+    zip(("1", "2a", "2b", "3"), sns.color_palette("viridis", 4), strict=True)
+)  # ordered phases: a sequential, colour-blind-safe map
 
 
 def use_style() -> None:
@@ -63,6 +65,7 @@ def new_figure(
     )
     if not isinstance(w, float | int):
         raise ValueError(f"width must be 'column', 'full' or inches, got {width!r}")
+    kwargs.setdefault("layout", "constrained")  # titles and labels never overlap
     return plt.subplots(nrows, ncols, figsize=(w, w * aspect), **kwargs)
 
 

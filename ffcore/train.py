@@ -153,22 +153,29 @@ PHASE_NOTEBOOKS: dict[str, str] = {
 RESULT_FILE = "result.json"
 
 
+def phase_result(run_dir: str | os.PathLike[str], phase_id: str) -> dict[str, Any]:
+    """The ``result.json`` that the notebook of ``phase_id`` wrote under ``run_dir``."""
+    path = Path(run_dir) / PHASE_NOTEBOOKS[phase_id] / RESULT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: run {PHASE_NOTEBOOKS[phase_id]}.ipynb first (or `make reproduce`)"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not a phase result file ({exc})") from None
+    if not isinstance(data, dict) or "checkpoint" not in data:
+        raise ValueError(f"{path}: not a phase result file (no 'checkpoint')")
+    return data
+
+
 def previous_checkpoint(run_dir: str | os.PathLike[str], phase_id: str) -> str | None:
     """The final checkpoint written by the previous phase's notebook (None for phase 1), read
     from ``<run_dir>/<previous notebook>/result.json``."""
     previous = get_phase(phase_id).starts_from
     if previous is None:
         return None
-    path = Path(run_dir) / PHASE_NOTEBOOKS[previous] / RESULT_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: run {PHASE_NOTEBOOKS[previous]}.ipynb first (phase {phase_id} "
-            f"starts from phase {previous}), or pass resume_net"
-        )
-    try:
-        return json.loads(path.read_text())["checkpoint"]
-    except (json.JSONDecodeError, KeyError) as exc:
-        raise ValueError(f"{path}: not a phase result file ({exc})") from None
+    return phase_result(run_dir, previous)["checkpoint"]
 
 
 def write_result(out_dir: str | os.PathLike[str], result: Any, **extra: Any) -> Path:
@@ -212,32 +219,4 @@ def plot_training(history_csv: str | os.PathLike[str], epochs_csv: str | os.Path
     ax_lr.plot(steps.epoch_float, steps.lr, color=color)
     ax_lr.set(xlabel="epoch", ylabel="learning rate", title=f"phase {phase}: learning rate")
     ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
-    fig.tight_layout()
-    return fig
-
-
-def plot_all_phases(run_dir: str | os.PathLike[str]):
-    """The four phases one after another (loss and learning rate), from each notebook's
-    history copy; phases not yet run are left out."""
-    import pandas as pd
-
-    from ffcore import figures
-
-    fig, (ax_loss, ax_lr) = figures.new_figure("full", aspect=0.32, ncols=2)
-    offset = 0.0
-    for phase, stem in PHASE_NOTEBOOKS.items():
-        csv_path = Path(run_dir) / stem / "history.csv"
-        if not csv_path.is_file():
-            continue
-        steps = pd.read_csv(csv_path)
-        x = offset + steps.epoch_float
-        color = figures.PHASE_COLORS.get(phase)
-        ax_loss.plot(x, steps.total, color=color, lw=0.8, label=f"phase {phase}")
-        ax_lr.plot(x, steps.lr, color=color, label=f"phase {phase}")
-        offset += float(steps.epoch.max())
-    ax_loss.set(xlabel="epoch (all phases)", ylabel="total loss", title="training loss")
-    ax_lr.set(xlabel="epoch (all phases)", ylabel="learning rate", title="learning rate")
-    ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
-    ax_loss.legend()
-    fig.tight_layout()
     return fig

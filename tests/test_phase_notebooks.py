@@ -48,4 +48,3 @@ def test_phase_notebooks_run_in_sequence(tmp_path) -> None:
         assert history.lr.iloc[0] == pytest.approx(PHASES[phase].lr)
         assert (figs / f"training_phase{phase}.pdf").is_file()
         previous = result["checkpoint"]
-    assert (figs / "training_phases.png").is_file()

@@ -262,3 +262,15 @@ def test_backbone_init_copies_the_reference_stages(reference, tmp_path: Path) ->
         assert torch.equal(from_file.backbone(x)[2], expected[2])
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         build_model("none", backbone_init=tmp_path / "missing.pt")
+
+
+def test_resolve_backbone_init(monkeypatch) -> None:
+    from ffcore import pretrained
+
+    assert pretrained.resolve_backbone_init(None) is None
+    assert pretrained.resolve_backbone_init("random") is None
+    assert pretrained.resolve_backbone_init("w.pth") == "w.pth"
+    monkeypatch.setattr(pretrained, "reference_available", lambda: True)
+    assert pretrained.resolve_backbone_init("auto") == "retinaface"
+    monkeypatch.setattr(pretrained, "reference_available", lambda: False)
+    assert pretrained.resolve_backbone_init("auto") is None
