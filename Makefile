@@ -5,6 +5,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PROFILE ?= smoke
 OUT    ?= runs/$(PROFILE)
+DEVICE ?= cpu
+DATA_ROOT ?=
 
 .PHONY: setup reproduce test test-fast lint lab clean
 
@@ -18,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 reproduce: $(STAMP)
-	$(PY) -m ffcore reproduce --profile $(PROFILE) --out $(OUT)
+	$(PY) -m ffcore reproduce --profile $(PROFILE) --out $(OUT) --device $(DEVICE) $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
 
 lint: $(STAMP)
 	$(PY) -m ruff check ffcore tests benchmarks notebooks
