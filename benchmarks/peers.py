@@ -81,20 +81,10 @@ def iou(boxes: Boxes, box: tuple[float, ...]) -> np.ndarray:
 
 # -- detectors ----------------------------------------------------------------------------------
 def featherface(checkpoint: str | None) -> Detector:
-    import torch
 
     from ffcore.inference import detect
-    from ffcore.models import build_model
 
-    if checkpoint:
-        from ffcore.checkpoint import load_model
-
-        model, _ = load_model(checkpoint)
-        judged, note = True, f"checkpoint {checkpoint}"
-    else:
-        torch.manual_seed(0)
-        model = _background_biased(build_model("eca_cbam").eval())
-        judged, note = False, "random weights, background-biased class head"
+    model, judged, note = _featherface_model(checkpoint)
     return Detector(
         "FeatherFace ECA-CBAM",
         lambda bgr: detect(model, bgr, conf_threshold=SCORE_THRESHOLD).boxes,
@@ -105,19 +95,11 @@ def featherface(checkpoint: str | None) -> Detector:
 
 def featherface_onnx(eager: Detector, checkpoint: str | None, workdir: str, threads: int):
     """The same ECA-CBAM model exported (dynamic shapes) and run by onnxruntime."""
-    import torch
 
     from ffcore.export import OnnxModel, export_onnx
     from ffcore.inference import detect
-    from ffcore.models import build_model
 
-    if checkpoint:
-        from ffcore.checkpoint import load_model
-
-        model, _ = load_model(checkpoint)
-    else:
-        torch.manual_seed(0)
-        model = _background_biased(build_model("eca_cbam").eval())
+    model, _, _ = _featherface_model(checkpoint)
     path = os.path.join(workdir, "eca_cbam.onnx")
     export_onnx(model, path, image_size=640, dynamic=True)
     onnx_model = OnnxModel(path, threads=threads)
@@ -127,6 +109,21 @@ def featherface_onnx(eager: Detector, checkpoint: str | None, workdir: str, thre
         eager.judged,
         "onnxruntime, " + eager.note,
     )
+
+
+def _featherface_model(checkpoint: str | None):
+    """(model, judged, note): a trained checkpoint, or seeded random weights biased to background."""
+    import torch
+
+    from ffcore.models import build_model
+
+    if checkpoint:
+        from ffcore.checkpoint import load_model
+
+        return load_model(checkpoint)[0], True, f"checkpoint {checkpoint}"
+    torch.manual_seed(0)
+    model = _background_biased(build_model("eca_cbam").eval())
+    return model, False, "random weights, background-biased class head"
 
 
 def _background_biased(model):

@@ -44,42 +44,20 @@ class Phase:
         return "SAM" if self.spatial_attention else "none"
 
 
+# fmt: off
 PHASES: dict[str, Phase] = {
     p.id: p
     for p in (
         Phase("1", epochs=30, channel_attention=False, spatial_attention=False, lr=1e-3, t0=30),
-        Phase(
-            "2a",
-            epochs=25,
-            channel_attention=True,
-            spatial_attention=False,
-            lr=5e-4,
-            t0=25,
-            starts_from="1",
-        ),
-        Phase(
-            "2b",
-            epochs=25,
-            channel_attention=True,
-            spatial_attention=True,
-            lr=5e-4,
-            t0=25,
-            starts_from="2a",
-        ),
-        Phase(
-            "3",
-            epochs=30,
-            channel_attention=True,
-            spatial_attention=True,
-            lr=1e-4,
-            t0=30,
-            mixup_alpha=0.2,
-            head_dropout=True,
-            grad_clip=5.0,
-            starts_from="2b",
-        ),
+        Phase("2a", epochs=25, channel_attention=True, spatial_attention=False, lr=5e-4, t0=25,
+              starts_from="1"),
+        Phase("2b", epochs=25, channel_attention=True, spatial_attention=True, lr=5e-4, t0=25,
+              starts_from="2a"),
+        Phase("3", epochs=30, channel_attention=True, spatial_attention=True, lr=1e-4, t0=30,
+              mixup_alpha=0.2, head_dropout=True, grad_clip=5.0, starts_from="2b"),
     )
 }
+# fmt: on
 PHASE_ORDER: tuple[str, ...] = tuple(PHASES)
 
 

@@ -60,7 +60,7 @@ def modulated_deform_conv2d(
     path is chosen automatically.
     """
     if _must_use_torchvision(x):
-        return deform_conv2d(x, offset, weight, padding=(padding, padding), mask=mask)
+        return torchvision_modulated_deform_conv2d(x, offset, mask, weight, padding)
     return fast_modulated_deform_conv2d(x, offset, mask, weight, padding)
 
 

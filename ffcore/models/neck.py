@@ -22,7 +22,7 @@ class SeparableConv(nn.Module):
         super().__init__()
         self.depthwise = nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False)
         self.pointwise = nn.Conv2d(channels, channels, 1, bias=True)
-        self.bn = nn.BatchNorm2d(channels, momentum=0.01, eps=1e-3)
+        self.bn = nn.BatchNorm2d(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(self.pointwise(self.depthwise(x)))
@@ -31,7 +31,7 @@ class SeparableConv(nn.Module):
 def projection(cin: int, cout: int) -> nn.Sequential:
     """1x1 conv with bias + BatchNorm: brings a backbone stage to the BiFPN width."""
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 1, bias=True), nn.BatchNorm2d(cout, momentum=0.01, eps=1e-3)
+        nn.Conv2d(cin, cout, 1, bias=True), nn.BatchNorm2d(cout)
     )
 
 
