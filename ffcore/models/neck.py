@@ -30,9 +30,7 @@ class SeparableConv(nn.Module):
 
 def projection(cin: int, cout: int) -> nn.Sequential:
     """1x1 conv with bias + BatchNorm: brings a backbone stage to the BiFPN width."""
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 1, bias=True), nn.BatchNorm2d(cout)
-    )
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, bias=True), nn.BatchNorm2d(cout))
 
 
 class FusionNode(nn.Module):
