@@ -10,6 +10,7 @@ import torch
 
 from ffcore.data.preprocess import image_to_tensor
 from ffcore.models.attention import AttentionBlock
+from ffcore.models.backbone import MAX_STRIDE
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class BlockAttention:
     spatial: np.ndarray | None  # [H, W] map in (0, 1), None when the spatial part is off
 
 
-def resize_to_stride(image: np.ndarray, stride: int = 32) -> np.ndarray:
+def resize_to_stride(image: np.ndarray, stride: int = MAX_STRIDE) -> np.ndarray:
     """Resize to the nearest height and width that are multiples of ``stride`` (at least one)."""
     h, w = image.shape[:2]
     nh, nw = (max(stride, round(v / stride) * stride) for v in (h, w))

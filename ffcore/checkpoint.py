@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ffcore.config import ModelConfig, from_dict
+from ffcore.config import ModelConfig, from_dict, to_dict
 from ffcore.schedule import Phase, get_phase
 
 FORMAT = "ffcore-checkpoint"
@@ -86,13 +86,13 @@ def save_checkpoint(
     phase: str,
     epoch: int,
     epochs: int,
-    model_config: dict[str, Any],
     train_config: dict[str, Any] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
     scaler: Any = None,
 ) -> Path:
-    """Write a checkpoint atomically and return its path. ``epoch`` = epochs completed."""
+    """Write a checkpoint atomically and return its path. ``epoch`` = epochs completed; the
+    model config is the model's own (``model.config``), so a checkpoint always rebuilds its model."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
@@ -101,7 +101,7 @@ def save_checkpoint(
         "phase": str(phase),
         "epoch": int(epoch),
         "epochs": int(epochs),
-        "model_config": dict(model_config),
+        "model_config": to_dict(unwrap(model).config),
         "train_config": dict(train_config or {}),
         "model": unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,

@@ -49,6 +49,7 @@ from ffcore.checkpoint import (
     start_mode,
 )
 from ffcore.config import TrainConfig, to_dict
+from ffcore.data.widerface import collate
 from ffcore.loss import LOSS_TERMS, MultiBoxLoss, Target
 from ffcore.priors import prior_boxes
 from ffcore.schedule import Phase, get_phase
@@ -397,12 +398,6 @@ def _build_model(config: TrainConfig, state: dict[str, Any] | None) -> nn.Module
     return model
 
 
-def _collate(batch):
-    from ffcore.data.widerface import collate
-
-    return collate(batch)
-
-
 @dataclass
 class _Trainer:
     """The objects of one phase's run; ``epoch(e)`` trains one epoch."""
@@ -547,7 +542,7 @@ def fit_phase(
             batch_size=config.batch_size,
             sampler=sampler,
             num_workers=config.num_workers,
-            collate_fn=_collate,
+            collate_fn=collate,
             pin_memory=device.type == "cuda",
         )
         if len(loader) == 0:
@@ -562,7 +557,6 @@ def fit_phase(
             model=model,
             phase=phase.id,
             epochs=epochs,
-            model_config=to_dict(model.config),
             train_config=to_dict(
                 dataclasses.replace(config, variant=model.config.variant, epochs=epochs)
             ),

@@ -30,12 +30,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ffcore.models.backbone import MAX_STRIDE as STRIDE
 from ffcore.models.deform import ModulatedDeformConv
 
 OPSET = 19  # DeformConv appears in opset 19
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("loc", "conf", "landmarks")
-STRIDE = 32
 
 
 @dataclass(frozen=True)

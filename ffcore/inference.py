@@ -28,9 +28,10 @@ from tqdm import tqdm
 
 from ffcore.box_coder import decode_boxes, decode_landmarks
 from ffcore.data.preprocess import image_to_tensor
-from ffcore.priors import STEPS, prior_boxes
+from ffcore.models.backbone import MAX_STRIDE
+from ffcore.priors import prior_boxes
 
-STRIDE = max(STEPS)  # input sides are padded to a multiple of this
+STRIDE = MAX_STRIDE  # input sides are padded to a multiple of this
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,10 @@ import math
 
 import torch
 
+from ffcore.models.backbone import STAGE_STRIDES
+
 MIN_SIZES: tuple[tuple[int, ...], ...] = ((16, 32), (64, 128), (256, 512))
-STEPS: tuple[int, ...] = (8, 16, 32)
+STEPS: tuple[int, ...] = STAGE_STRIDES  # one prior level per backbone stage
 
 
 def feature_map_sizes(image_size: tuple[int, int]) -> list[tuple[int, int]]:

@@ -14,7 +14,6 @@ from ffcore.checkpoint import (
     set_rng_states,
     start_mode,
 )
-from ffcore.config import to_dict
 from ffcore.models import build_model
 from ffcore.schedule import get_phase
 
@@ -31,7 +30,6 @@ def _save(path, model, phase="1", epoch=2, epochs=2, **kw):
         phase=phase,
         epoch=epoch,
         epochs=epochs,
-        model_config=to_dict(model.config),
         train_config={"seed": 3},
         **kw,
     )

@@ -61,7 +61,6 @@ def test_wider_eval_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture[s
 @pytest.mark.slow
 def test_evaluate_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from ffcore.checkpoint import save_checkpoint
-    from ffcore.config import to_dict
     from ffcore.data.synthetic import generate_dataset
     from ffcore.models import build_model
 
@@ -74,7 +73,6 @@ def test_evaluate_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
         phase="3",
         epoch=1,
         epochs=1,
-        model_config=to_dict(model.config),
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # tiny set: a subset may keep no face

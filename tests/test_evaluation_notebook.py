@@ -18,7 +18,6 @@ from ffcore.paths import NOTEBOOKS_DIR
 @pytest.mark.notebook
 def test_evaluation_notebook_runs(tmp_path: Path) -> None:
     from ffcore.checkpoint import save_checkpoint
-    from ffcore.config import to_dict
     from ffcore.models import build_model
 
     torch.manual_seed(0)
@@ -29,7 +28,6 @@ def test_evaluation_notebook_runs(tmp_path: Path) -> None:
         phase="3",
         epoch=1,
         epochs=1,
-        model_config=to_dict(model.config),
     )
     (tmp_path / "05_phase3" / "result.json").write_text(json.dumps({"checkpoint": str(ckpt)}))
     cmd = [sys.executable, "-m", "papermill", "-k", "python3", "--no-progress-bar"]

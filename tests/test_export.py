@@ -14,7 +14,6 @@ from torch import nn
 
 from ffcore import cli
 from ffcore.checkpoint import load_model, save_checkpoint
-from ffcore.config import to_dict
 from ffcore.export import (
     INPUT_NAME,
     OUTPUT_NAMES,
@@ -57,7 +56,6 @@ def exported(tmp_path_factory):
         phase="3",
         epoch=1,
         epochs=1,
-        model_config=to_dict(model.config),
     )
     out = tmp / "model.onnx"
     assert cli.main(["export-onnx", "--checkpoint", str(ckpt), "--out", str(out), "--dynamic"]) == 0

@@ -226,7 +226,6 @@ def test_cli_detect_checkpoint_matches_pretrained(
 
     from ffcore.checkpoint import save_checkpoint
     from ffcore.cli import main
-    from ffcore.config import to_dict
 
     ckpt = save_checkpoint(
         tmp_path / "reference.pt",
@@ -234,7 +233,6 @@ def test_cli_detect_checkpoint_matches_pretrained(
         phase="1",
         epoch=1,
         epochs=1,
-        model_config=to_dict(reference.config),
     )
     path = str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
     assert main(["detect", "--pretrained", "retinaface", path, "--json"]) == 0

@@ -8,6 +8,8 @@ import torch
 from torch import nn
 
 STAGE_CHANNELS: tuple[int, int, int] = (64, 128, 256)
+STAGE_STRIDES: tuple[int, int, int] = (8, 16, 32)
+MAX_STRIDE = STAGE_STRIDES[-1]  # input sides must be multiples of this
 
 
 def conv_bn(cin: int, cout: int, stride: int, leaky: float = 0.1) -> nn.Sequential:

@@ -14,7 +14,7 @@ from torch import nn
 
 from ffcore.config import ModelConfig
 from ffcore.models.attention import CBAM, ECACBAM, AttentionBlock
-from ffcore.models.backbone import STAGE_CHANNELS, MobileNetV1
+from ffcore.models.backbone import MAX_STRIDE, STAGE_CHANNELS, MobileNetV1
 from ffcore.models.context import SSH, ChannelShuffle
 from ffcore.models.heads import DetectionHeads
 from ffcore.models.neck import FPN, BiFPN
@@ -84,9 +84,9 @@ class FeatherFace(nn.Module):
     # -- forward ----------------------------------------------------------------------------
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The three maps that enter the heads ([B, C, H/8, W/8], [.., /16], [.., /32])."""
-        if x.shape[-1] % 32 or x.shape[-2] % 32:
+        if x.shape[-1] % MAX_STRIDE or x.shape[-2] % MAX_STRIDE:
             raise ValueError(
-                f"input height and width must be divisible by 32, got {tuple(x.shape[-2:])}"
+                f"input height and width must be divisible by {MAX_STRIDE}, got {tuple(x.shape[-2:])}"
             )
         feats = [att(f) for att, f in zip(self.backbone_attention, self.backbone(x), strict=True)]
         feats = [att(f) for att, f in zip(self.neck_attention, self.neck(feats), strict=True)]
