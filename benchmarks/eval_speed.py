@@ -2,7 +2,7 @@
 
 Both score the same random predictions on a synthetic ground truth of the WIDER FACE val size
 (61 events, 3226 images, ~40k faces with a long-tailed count per image), held in memory. The
-reference (``ffcore.evaluation_reference``) is a line-by-line loop transliteration of the official
+reference (``ffcore.evaluation.wider_ap_loop``) is a line-by-line loop transliteration of the official
 MATLAB code, the same one the tests compare with, so it is also what the common Python port costs.
 
     .venv/bin/python -m benchmarks.eval_speed [--images 3226] [--dets-per-face 1.5] [--seed 0]
@@ -16,8 +16,8 @@ import time
 import numpy as np
 
 from ffcore.data.wider_mat import GroundTruth
-from ffcore.evaluation import evaluate
-from ffcore.evaluation_reference import reference_evaluate
+from ffcore.evaluation.wider_ap import evaluate
+from ffcore.evaluation.wider_ap_loop import reference_evaluate
 
 
 def synthetic_case(

@@ -5,7 +5,7 @@
     python benchmarks/latency.py --threads 4 --reps 30
 
 Every comparison runs its candidates alternately (A B C A B C ...) on the same input tensor,
-so machine noise hits all of them alike (``ffcore.timing.compare_latency``); read the ratios,
+so machine noise hits all of them alike (``ffcore.report.timing.compare_latency``); read the ratios,
 not the absolute milliseconds. Models carry their initial weights (seed 0) in eval mode under
 ``torch.inference_mode``: latency does not depend on the weight values.
 
@@ -39,7 +39,7 @@ from ffcore.models.deform import (
     set_deform_kernel,
     torchvision_modulated_deform_conv2d,
 )
-from ffcore.timing import compare_latency
+from ffcore.report.timing import compare_latency
 
 VARIANTS = ("eca_cbam", "cbam", "none")
 LABELS = {"eca_cbam": "ECA-CBAM", "cbam": "CBAM", "none": "no attention"}

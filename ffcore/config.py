@@ -4,12 +4,37 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
-
-Variant = Literal["cbam", "eca_cbam", "none", "retinaface_mnet025"]
-VARIANTS: tuple[str, ...] = ("cbam", "eca_cbam", "none", "retinaface_mnet025")
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """What a model variant is made of. ``attention`` names a block of
+    ``ffcore.models.attention.create_attention``; ``defaults`` are ModelConfig fields that differ
+    from the FeatherFace defaults."""
+
+    attention: str  # "none", "cbam" or "eca_cbam"
+    neck: str = "bifpn"  # "bifpn" (FeatherFace) or "fpn" (RetinaFace)
+    shuffle: bool = True  # channel shuffle after the SSH context modules
+    defaults: tuple[tuple[str, Any], ...] = ()
+
+
+# The one definition of the model variants (in the order figures and tables list them).
+VARIANT_SPECS: dict[str, VariantSpec] = {
+    "none": VariantSpec(attention="none"),  # FeatherFace without attention
+    "cbam": VariantSpec(attention="cbam"),  # the CBAM baseline
+    "eca_cbam": VariantSpec(attention="eca_cbam"),  # the thesis
+    "retinaface_mnet025": VariantSpec(  # the RetinaFace-MobileNet0.25 reference architecture
+        attention="none",
+        neck="fpn",
+        shuffle=False,
+        defaults=(("neck_channels", 64), ("deformable", False)),
+    ),
+}
+VARIANTS: tuple[str, ...] = tuple(VARIANT_SPECS)
+Variant = str  # one of VARIANTS (checked by the dataclasses below)
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
@@ -52,10 +77,14 @@ class ModelConfig:
         if self.bifpn_repeats < 1:
             raise ValueError(f"bifpn_repeats must be >= 1, got {self.bifpn_repeats}")
 
+    @property
+    def spec(self) -> VariantSpec:
+        return VARIANT_SPECS[self.variant]
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One phase of training (``ffcore.engine.fit_phase``); stored inside every checkpoint.
+    """One phase of training (``ffcore.training.engine.fit_phase``); stored inside every checkpoint.
 
     The optimiser, schedule, attention and loss weights come from the phase table
     (``ffcore.schedule.PHASES``), not from here.

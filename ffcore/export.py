@@ -1,9 +1,9 @@
-"""ONNX export of a detector, and onnxruntime inference that plugs into ``ffcore.inference``.
+"""ONNX export of a detector, and onnxruntime inference that plugs into ``ffcore.evaluation.inference``.
 
 The exported graph (opset 19, one self-contained file) has one input and three outputs:
 
     input      float32 [B, 3, H, W]  BGR minus the mean (ffcore.data.preprocess), H, W % 32 == 0
-    loc        float32 [B, P, 4]     box regression (decode with ffcore.box_coder and the priors)
+    loc        float32 [B, P, 4]     box regression (decode with ffcore.detection.box_coder and the priors)
     conf       float32 [B, P, 2]     softmax of the class logits (background, face), as in
                                      RetinaFace's ONNX files
     landmarks  float32 [B, P, 10]    landmark regression
@@ -32,6 +32,7 @@ from torch import nn
 
 from ffcore.models.backbone import MAX_STRIDE as STRIDE
 from ffcore.models.deform import ModulatedDeformConv
+from ffcore.models.modes import eval_mode
 
 OPSET = 19  # DeformConv appears in opset 19
 INPUT_NAME = "input"
@@ -123,9 +124,7 @@ def export_onnx(
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     expected = sum(isinstance(m, ModulatedDeformConv) for m in model.modules())
-    param = next(model.parameters())
-    device, was_training = param.device, model.training
-    model.cpu().eval()
+    device = next(model.parameters()).device
     # A batch of 2 for a dynamic export: torch.export specialises a dimension of size 1.
     example = torch.zeros(2 if dynamic else 1, 3, h, w)
     dynamic_shapes = None
@@ -140,7 +139,7 @@ def export_onnx(
             }
         }
     try:
-        with _quiet_exporter():
+        with eval_mode(model.cpu()), _quiet_exporter():
             program = torch.onnx.export(
                 _Deployable(model),
                 (example,),
@@ -153,7 +152,7 @@ def export_onnx(
             )
             program.save(str(out_path), external_data=False)
     finally:
-        model.to(device).train(was_training)
+        model.to(device)
     _strip_node_metadata(out_path)
     ops = op_counts(out_path)
     if ops["DeformConv"] != expected:
@@ -179,7 +178,7 @@ def export_checkpoint(
     dynamic: bool = False,
 ) -> ExportResult:
     """Export the model of an ffcore checkpoint (with the switches of its phase)."""
-    from ffcore.checkpoint import load_model
+    from ffcore.training.checkpoint import load_model
 
     model, _info = load_model(checkpoint, map_location="cpu")
     return export_onnx(model, out_path, image_size=image_size, dynamic=dynamic)
@@ -204,7 +203,7 @@ class OnnxModel(nn.Module):
     """An exported detector run by onnxruntime, with the eager model's interface.
 
     ``forward(x)`` returns (loc, class logits, landmarks) as CPU tensors, the logits being
-    ``log(conf)`` (softmax of which is ``conf`` again), so ``ffcore.inference.detect`` and every
+    ``log(conf)`` (softmax of which is ``conf`` again), so ``ffcore.evaluation.inference.detect`` and every
     other caller of the eager model work unchanged. ``run(x)`` gives the raw named outputs.
     """
 
@@ -228,13 +227,8 @@ def max_abs_difference(
     model: nn.Module, onnx_model: OnnxModel, x: torch.Tensor
 ) -> dict[str, float]:
     """Largest |onnxruntime - eager| per output (conf compared with the eager softmax)."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            loc, logits, landmarks = model(x)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.inference_mode():
+        loc, logits, landmarks = model(x)
     eager = {"loc": loc, "conf": torch.softmax(logits, -1), "landmarks": landmarks}
     got = onnx_model.run(x)
     return {name: float(np.abs(got[name] - eager[name].numpy()).max()) for name in OUTPUT_NAMES}

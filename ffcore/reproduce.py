@@ -15,17 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ffcore.paths import FIGURES_DIR, NOTEBOOKS_DIR, repo_path
+from ffcore.pipeline import NOTEBOOK_NAMES
 from ffcore.profiles import get_profile
 
-NOTEBOOKS: tuple[str, ...] = (
-    "01_model",
-    "02_phase1",
-    "03_phase2a",
-    "04_phase2b",
-    "05_phase3",
-    "06_evaluation",
-    "07_ablation_figures",
-)
+NOTEBOOKS = NOTEBOOK_NAMES  # the order they run in (ffcore.pipeline)
 STATE_FILE = "reproduce_state.json"
 
 
@@ -86,7 +79,7 @@ def reproduce(
 
     prof = get_profile(profile)
     if prof.name == "full" and data_root is None:
-        raise ValueError("the full profile needs --data-root pointing at a WIDER FACE copy")
+        raise ValueError("the full profile needs data_root pointing at a WIDER FACE copy")
     nb_dir = Path(notebooks_dir)
     missing = [n for n in notebooks if not (nb_dir / f"{n}.ipynb").is_file()]
     if missing:

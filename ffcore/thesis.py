@@ -3,7 +3,7 @@ always labelled as claims or targets; code never uses them as facts."""
 
 from __future__ import annotations
 
-# WIDER FACE val AP targets (fractions, like ffcore.evaluation).
+# WIDER FACE val AP targets (fractions, like ffcore.evaluation.wider_ap).
 AP_TARGETS: dict[str, float] = {"easy": 0.925, "medium": 0.908, "hard": 0.800}
 
 # Statements of the thesis text about the model.

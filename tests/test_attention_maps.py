@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from ffcore.attention_maps import attention_maps, resize_to_stride
 from ffcore.models import build_model
+from ffcore.report.attention_maps import attention_maps, resize_to_stride
 
 
 def test_maps_are_what_the_blocks_apply() -> None:

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from ffcore.box_coder import (
+from ffcore.detection.box_coder import (
     decode_boxes,
     decode_landmarks,
     encode_boxes,

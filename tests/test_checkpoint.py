@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from ffcore.checkpoint import (
+from ffcore.models import build_model
+from ffcore.schedule import get_phase
+from ffcore.training.checkpoint import (
     CheckpointError,
     final_checkpoint_name,
     load_checkpoint,
@@ -14,8 +16,6 @@ from ffcore.checkpoint import (
     set_rng_states,
     start_mode,
 )
-from ffcore.models import build_model
-from ffcore.schedule import get_phase
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,9 @@ def test_start_rules():
         CheckpointError, match="phase 2b starts from the final checkpoint of phase 2a"
     ):
         start_mode(get_phase("2b"), _state("1", 30, 30))
-    with pytest.raises(CheckpointError, match="phase 2a starts from .* phase 1.*--resume_net"):
+    with pytest.raises(
+        CheckpointError, match="phase 2a starts from .* phase 1.*starting checkpoint"
+    ):
         start_mode(get_phase("2a"), None)
     with pytest.raises(CheckpointError, match="did not finish"):
         start_mode(get_phase("2a"), _state("1", 10, 30))

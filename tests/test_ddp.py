@@ -6,9 +6,9 @@ import sys
 import pandas as pd
 import pytest
 
-from ffcore.checkpoint import load_checkpoint
 from ffcore.data.synthetic import generate_dataset
 from ffcore.paths import REPO_ROOT
+from ffcore.training.checkpoint import load_checkpoint
 
 
 def _free_port() -> int:

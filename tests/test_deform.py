@@ -7,7 +7,6 @@ import torch
 from torch.nn import functional as F
 from torchvision.ops import deform_conv2d
 
-from ffcore.complexity import count_macs
 from ffcore.models import deform
 from ffcore.models.context import SSH
 from ffcore.models.deform import (
@@ -15,6 +14,7 @@ from ffcore.models.deform import (
     fast_modulated_deform_conv2d,
     modulated_deform_conv2d,
 )
+from ffcore.report.complexity import count_macs
 
 
 def _inputs(b, c, o, h, w, padding, offset_scale, dtype=torch.float64):

@@ -5,12 +5,13 @@ import pandas as pd
 import pytest
 import torch
 
-from ffcore.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from ffcore.config import TrainConfig, to_dict
 from ffcore.data.synthetic import generate_dataset
-from ffcore.engine import NonFiniteLossError, fit_phase, mixup_batch, phase_epochs_and_t0
 from ffcore.models import build_model
 from ffcore.schedule import get_phase
+from ffcore.training.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from ffcore.training.engine import NonFiniteLossError, fit_phase, phase_epochs_and_t0
+from ffcore.training.mixup import mixup_batch
 
 SIZE = 96
 
@@ -141,7 +142,7 @@ def test_wrong_starting_checkpoint_is_refused(label_file, tmp_path):
         CheckpointError, match="phase 2b starts from the final checkpoint of phase 2a"
     ):
         fit_phase(_config(label_file, tmp_path, "2b", resume_net=p1))
-    with pytest.raises(CheckpointError, match="--resume_net"):
+    with pytest.raises(CheckpointError, match="starting checkpoint"):
         fit_phase(_config(label_file, tmp_path, "3"))
 
 

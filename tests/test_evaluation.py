@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ffcore.evaluation as ev
+import ffcore.evaluation.wider_ap as ev
 from ffcore.data.wider_mat import GroundTruth, write_ground_truth
-from ffcore.evaluation_reference import reference_evaluate
+from ffcore.evaluation.wider_ap_loop import reference_evaluate
 
 
 def _gt(

@@ -12,7 +12,7 @@ import torch
 
 from ffcore.cli import main
 from ffcore.data.wider_mat import GroundTruth, write_ground_truth
-from ffcore.evaluation import evaluate, write_predictions
+from ffcore.evaluation.wider_ap import evaluate, write_predictions
 
 
 def _case(tmp_path: Path) -> tuple[Path, Path, dict[str, float]]:
@@ -60,9 +60,9 @@ def test_wider_eval_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 @pytest.mark.slow
 def test_evaluate_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from ffcore.checkpoint import save_checkpoint
     from ffcore.data.synthetic import generate_dataset
     from ffcore.models import build_model
+    from ffcore.training.checkpoint import save_checkpoint
 
     root = generate_dataset(tmp_path / "data", n_train=1, n_val=2, image_size=96, seed=2)
     torch.manual_seed(0)

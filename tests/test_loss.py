@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from ffcore.loss import MultiBoxLoss, hard_negatives
+from ffcore.detection.loss import MultiBoxLoss, hard_negatives
 from ffcore.schedule import get_phase
 
 # ten disjoint square priors along a row: prior k covers [0.1k, 0.45, 0.1k + 0.1, 0.55]

@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from ffcore.cli import main
-from ffcore.complexity import parameter_table
 from ffcore.models import build_model
 from ffcore.models.attention import CBAM, ECA, ECACBAM, SpatialAttention, eca_kernel_size
 from ffcore.models.backbone import MobileNetV1, load_backbone_weights
 from ffcore.models.context import ChannelShuffle
+from ffcore.report.complexity import parameter_table
 
 # The thesis' table (DEVELOPERS.md / foundation issue).
 THESIS_TABLE = {
@@ -229,7 +229,7 @@ def test_summary_json(variant: str, total: int, capsys) -> None:
 
 
 def test_macs_scale_with_area() -> None:
-    from ffcore.complexity import count_macs
+    from ffcore.report.complexity import count_macs
 
     model = build_model("none", deformable=False)
     small, large = count_macs(model, 128), count_macs(model, 256)

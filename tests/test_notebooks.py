@@ -6,6 +6,7 @@ import nbformat
 import pytest
 
 from ffcore.paths import NOTEBOOKS_DIR
+from ffcore.pipeline import PHASE_NOTEBOOKS
 from ffcore.reproduce import NOTEBOOKS
 
 COMMON_PARAMETERS = ("run_dir", "figures_dir")
@@ -17,8 +18,9 @@ def _parameters_cell(name: str):
     return nb, tagged
 
 
-@pytest.mark.parametrize("name", [n for n in NOTEBOOKS if (NOTEBOOKS_DIR / f"{n}.ipynb").is_file()])
+@pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_is_clean_and_parameterised(name: str) -> None:
+    assert (NOTEBOOKS_DIR / f"{name}.ipynb").is_file(), f"{name} is in the notebook table but missing"
     nb, tagged = _parameters_cell(name)
     assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
     first_code = next(c for c in nb.cells if c.cell_type == "code")
@@ -31,3 +33,20 @@ def test_notebook_is_clean_and_parameterised(name: str) -> None:
                 "commit notebooks without outputs"
             )
             assert "tqdm.auto" not in cell.source and "MPLBACKEND" not in cell.source
+
+
+def test_every_notebook_file_is_in_the_table() -> None:
+    assert sorted(p.stem for p in NOTEBOOKS_DIR.glob("*.ipynb")) == sorted(NOTEBOOKS)
+
+
+@pytest.mark.parametrize("name", PHASE_NOTEBOOKS.values())
+def test_phase_notebooks_are_thin(name: str) -> None:
+    nb = nbformat.read(NOTEBOOKS_DIR / f"{name}.ipynb", as_version=4)
+    code = [
+        line
+        for c in nb.cells
+        if c.cell_type == "code"
+        for line in c.source.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    assert len(code) <= 30, f"{name}: {len(code)} lines of code; the logic belongs in ffcore"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ffcore.train import previous_checkpoint
+from ffcore.training.handover import previous_checkpoint
 
 
 def test_previous_checkpoint_reads_result_json(tmp_path):
@@ -15,7 +15,7 @@ def test_previous_checkpoint_reads_result_json(tmp_path):
         previous_checkpoint(tmp_path, "2b")
     (tmp_path / "03_phase2a").mkdir()
     (tmp_path / "03_phase2a" / "result.json").write_text(json.dumps({"checkpoint": "x.pth"}))
-    assert previous_checkpoint(tmp_path, "2b") == "x.pth"
+    assert previous_checkpoint(tmp_path, "2b") == str(tmp_path / "x.pth")  # stored relative
     (tmp_path / "03_phase2a" / "result.json").write_text("{}")
     with pytest.raises(ValueError, match="not a phase result file"):
         previous_checkpoint(tmp_path, "2b")

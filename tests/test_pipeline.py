@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from ffcore.paths import FIGURES_DIR
+from ffcore.pipeline import PHASE_NOTEBOOKS
 from ffcore.reproduce import NOTEBOOKS, reproduce
 from ffcore.schedule import PHASES
-from ffcore.train import PHASE_NOTEBOOKS
+from ffcore.training.handover import phase_result as read_phase_result
 
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 
@@ -33,8 +34,8 @@ def test_smoke_reproduction(tmp_path) -> None:
 
     # 02-05: each phase starts from the previous one, its loss falls, its lr follows one cosine
     previous = None
-    for phase, stem in PHASE_NOTEBOOKS.items():
-        phase_result = json.loads((run / stem / "result.json").read_text())
+    for phase in PHASE_NOTEBOOKS:
+        phase_result = read_phase_result(run, phase)
         assert phase_result["phase"] == phase and phase_result["epochs"] == 2
         assert phase_result["checkpoint"].endswith(f"weights/phase{phase}/phase{phase}_epoch_2.pth")
         assert phase_result["started_from"] == previous

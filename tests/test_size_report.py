@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from ffcore.size_report import (
+from ffcore.report.size_report import (
     onnx_with_fp16_weights,
     size_column,
     state_dict_bytes,

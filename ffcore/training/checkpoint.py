@@ -185,9 +185,7 @@ def load_model(
     state = load_checkpoint(path, map_location)
     model = build_from_config(model_config_of(state))
     load_weights(model, state)
-    phase = get_phase(state["phase"])
-    model.set_attention(phase.channel_attention, phase.spatial_attention)
-    model.set_head_dropout(phase.head_dropout)
+    model.apply_phase(get_phase(state["phase"]))
     model.to(map_location).eval()
     return model, checkpoint_info(state)
 
@@ -213,12 +211,12 @@ def start_mode(phase: Phase, state: dict[str, Any] | None) -> str:
         f"phase {phase.id} starts from the final checkpoint of phase {phase.starts_from} "
         f"(e.g. weights/phase{phase.starts_from}/phase{phase.starts_from}_epoch_N.pth)"
         if phase.starts_from
-        else f"phase {phase.id} starts from scratch (no --resume_net) or resumes a phase "
+        else f"phase {phase.id} starts from scratch (no starting checkpoint) or resumes a phase "
         f"{phase.id} checkpoint"
     )
     if state is None:
         if phase.starts_from is not None:
-            raise CheckpointError(f"{needs}; pass it with --resume_net")
+            raise CheckpointError(f"{needs}; give it as the starting checkpoint (resume_net)")
         return "fresh"
     where = state.get("path", "<checkpoint>")
     found = f"{where} is from phase {state['phase']} after epoch {state['epoch']}/{state['epochs']}"

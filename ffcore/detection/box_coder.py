@@ -1,6 +1,6 @@
 """Encode / decode of boxes and landmarks against priors, and ground-truth matching.
 
-Boxes are normalised x1y1x2y2, priors normalised (cx, cy, w, h) (``ffcore.priors``). The
+Boxes are normalised x1y1x2y2, priors normalised (cx, cy, w, h) (``ffcore.detection.priors``). The
 encoding is RetinaFace's (SSD's) with variances (0.1, 0.2):
 
     t_xy = (c_gt - c_prior) / (v0 * wh_prior)      t_wh = log(wh_gt / wh_prior) / v1

@@ -11,6 +11,7 @@ import torch
 from ffcore.data.preprocess import image_to_tensor
 from ffcore.models.attention import AttentionBlock
 from ffcore.models.backbone import MAX_STRIDE
+from ffcore.models.modes import eval_mode
 
 
 @dataclass(frozen=True)
@@ -51,13 +52,11 @@ def attention_maps(model: torch.nn.Module, image_bgr: np.ndarray) -> list[BlockA
         records.append(BlockAttention(names[block], channel, spatial))
 
     handles = [block.register_forward_hook(hook) for block in names]
-    was_training = model.training
-    model.eval()
     try:
-        device = next(model.parameters()).device
-        model(image_to_tensor(image_bgr)[None].to(device))
+        with eval_mode(model):
+            device = next(model.parameters()).device
+            model(image_to_tensor(image_bgr)[None].to(device))
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     return records

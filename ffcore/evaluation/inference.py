@@ -26,10 +26,11 @@ from torch import nn
 from torchvision.ops import nms
 from tqdm import tqdm
 
-from ffcore.box_coder import decode_boxes, decode_landmarks
 from ffcore.data.preprocess import image_to_tensor
+from ffcore.detection.box_coder import decode_boxes, decode_landmarks
+from ffcore.detection.priors import prior_boxes
 from ffcore.models.backbone import MAX_STRIDE
-from ffcore.priors import prior_boxes
+from ffcore.models.modes import eval_mode
 
 STRIDE = MAX_STRIDE  # input sides are padded to a multiple of this
 
@@ -105,13 +106,8 @@ def detect(
     prep = _prepare(image_bgr, image_size)
     dev = torch.device(device) if device is not None else _device_of(model)
     model.to(dev)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            loc, logits, ldm = model(prep.tensor.to(dev))
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.inference_mode():
+        loc, logits, ldm = model(prep.tensor.to(dev))
     ph, pw = prep.tensor.shape[-2:]
     priors = prior_boxes((ph, pw)).to(dev)
     if loc.shape[1] != priors.shape[0]:
@@ -152,7 +148,7 @@ def predict_dataset(
     """Detect faces in every val image of ``data_root`` and write ``<out_dir>/<event>/<name>.txt``
     in the official layout. Returns ``out_dir``."""
     from ffcore.data.widerface import iter_val_images, read_image
-    from ffcore.evaluation import write_prediction_file
+    from ffcore.evaluation.wider_ap import write_prediction_file
 
     out = Path(out_dir)
     images = list(iter_val_images(data_root))
@@ -180,7 +176,7 @@ def ground_truth_dir(data_root: str | Path) -> Path:
 
 def evaluate_model(model: nn.Module, data_root: str | Path, out_dir: str | Path, **kwargs):
     """``predict_dataset`` then ``ffcore.evaluation.evaluate_folder``; returns a WiderResult."""
-    from ffcore.evaluation import evaluate_folder
+    from ffcore.evaluation.wider_ap import evaluate_folder
 
     pred_dir = predict_dataset(model, data_root, out_dir, **kwargs)
     return evaluate_folder(pred_dir, ground_truth_dir(data_root))
@@ -251,7 +247,7 @@ def find_failures(
     ``min_score`` in ``pred_dir``, labelled as the official evaluation does; false positives by
     descending score, missed faces by descending height."""
     from ffcore.data.wider_mat import read_ground_truth
-    from ffcore.evaluation import label_detections, read_predictions
+    from ffcore.evaluation.wider_ap import label_detections, read_predictions
 
     gt = read_ground_truth(ground_truth_dir(data_root))
     preds = read_predictions(pred_dir, gt)

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ffcore import figures
-from ffcore.attention_maps import BlockAttention
-from ffcore.loss import LOSS_TERMS
+from ffcore.detection.loss import LOSS_TERMS
+from ffcore.report import figures
+from ffcore.report.attention_maps import BlockAttention
 from ffcore.schedule import PHASE_ORDER, PHASES
 from ffcore.thesis import AP_TARGETS
-from ffcore.train import phase_result
+from ffcore.training.handover import phase_result
 
 LOSS_COLUMNS = LOSS_TERMS
 
@@ -77,8 +77,8 @@ def evaluate_phases(
     """AP easy/medium/hard of every phase's final checkpoint (phase order), written to
     ``<out_dir>/ap_by_phase.csv``. ``known``: phase id -> WiderResult already computed. A phase
     whose notebook has not run is left out (with a note); the ablation then says it is missing."""
-    from ffcore.checkpoint import load_model
-    from ffcore.inference import evaluate_model
+    from ffcore.evaluation.inference import evaluate_model
+    from ffcore.training.checkpoint import load_model
 
     out = Path(out_dir)
     rows = {}

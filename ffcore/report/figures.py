@@ -19,19 +19,14 @@ import seaborn as sns  # noqa: E402
 COLUMN = 3.4  # inches
 FULL = 7.0
 PALETTE = "colorblind"
-from ffcore.paths import FIGURES_DIR  # noqa: E402
+from ffcore.config import VARIANTS  # noqa: E402
+from ffcore.paths import FIGURES_DIR, repo_path  # noqa: E402
+from ffcore.schedule import PHASE_ORDER  # noqa: E402
 
 # Fixed colours so a variant or phase has the same colour in every figure.
-VARIANT_COLORS = dict(
-    zip(
-        ("none", "cbam", "eca_cbam", "retinaface_mnet025"),
-        sns.color_palette(PALETTE, 4),
-        strict=True,
-    )
-)
-PHASE_COLORS = dict(
-    zip(("1", "2a", "2b", "3"), sns.color_palette("viridis", 4), strict=True)
-)  # ordered phases: a sequential, colour-blind-safe map
+VARIANT_COLORS = dict(zip(VARIANTS, sns.color_palette(PALETTE, len(VARIANTS)), strict=True))
+# ordered phases: a sequential, colour-blind-safe map
+PHASE_COLORS = dict(zip(PHASE_ORDER, sns.color_palette("viridis", len(PHASE_ORDER)), strict=True))
 
 
 def use_style() -> None:
@@ -75,9 +70,10 @@ def _check_name(name: str) -> None:
 
 
 def save_figure(fig, name: str, out_dir: str | Path | None = None) -> list[Path]:
-    """Save ``fig`` as ``<out_dir>/<name>.pdf`` and ``.png`` (default out_dir: ``figures/``)."""
+    """Save ``fig`` as ``<out_dir>/<name>.pdf`` and ``.png`` (default out_dir: ``figures/``; a
+    relative out_dir is taken from the repository root)."""
     _check_name(name)
-    out = Path(out_dir) if out_dir is not None else FIGURES_DIR
+    out = repo_path(out_dir) if out_dir is not None else FIGURES_DIR
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.pdf", out / f"{name}.png"]
     for path in paths:
@@ -94,7 +90,7 @@ def save_table(
 ) -> list[Path]:
     """Save ``df`` as ``<name>.csv`` and ``<name>.tex`` (booktabs-style LaTeX)."""
     _check_name(name)
-    out = Path(out_dir) if out_dir is not None else FIGURES_DIR
+    out = repo_path(out_dir) if out_dir is not None else FIGURES_DIR
     out.mkdir(parents=True, exist_ok=True)
     csv, tex = out / f"{name}.csv", out / f"{name}.tex"
     df.to_csv(csv, index=index)

@@ -3,7 +3,7 @@
 ``size_table()`` returns one column per variant (ECA-CBAM, CBAM, no attention, and the
 RetinaFace-MobileNet0.25 reference) and these rows:
 
-- parameters per module group and ``total`` (``ffcore.complexity.parameter_table``);
+- parameters per module group and ``total`` (``ffcore.report.complexity.parameter_table``);
 - ``tensor MB fp32`` / ``tensor MB fp16``: raw bytes of every tensor of the state dict
   (parameters plus BatchNorm statistics), i.e. numel x 4 or x 2 (integer counters kept);
 - ``state dict MB fp32`` / ``fp16``: the size of the file ``torch.save(state_dict)`` writes;
@@ -11,7 +11,7 @@ RetinaFace-MobileNet0.25 reference) and these rows:
   ``ONNX MB fp16 weights``: the same graph with its float initializers stored as fp16 and a
   Cast back to fp32 (``onnx_with_fp16_weights``), runnable as it is by onnxruntime;
 - ``GMACs @ 640``: multiply-accumulates of one 640x640 forward pass (fvcore, with the
-  deformable-conv rule of ``ffcore.complexity``).
+  deformable-conv rule of ``ffcore.report.complexity``).
 
 MB here means 10^6 bytes.
 """
@@ -27,8 +27,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ffcore.complexity import count_macs, parameter_table
 from ffcore.models import build_model
+from ffcore.report.complexity import count_macs, parameter_table
 
 VARIANTS: tuple[str, ...] = ("eca_cbam", "cbam", "none", "retinaface_mnet025")
 TABLE_NAME = "model_size"
@@ -135,8 +135,8 @@ def write_size_table(
     include_onnx: bool = True,
     variants: tuple[str, ...] = VARIANTS,
 ) -> tuple[pd.DataFrame, list[Path]]:
-    """``size_table()`` saved as ``figures/model_size.csv`` and ``.tex`` (ffcore.figures)."""
-    from ffcore.figures import save_table
+    """``size_table()`` saved as ``figures/model_size.csv`` and ``.tex`` (ffcore.report.figures)."""
+    from ffcore.report.figures import save_table
 
     table = size_table(variants, image_size=image_size, include_onnx=include_onnx)
     return table, save_table(table, TABLE_NAME, out_dir)

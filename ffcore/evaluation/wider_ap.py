@@ -33,7 +33,7 @@ MATLAB when scores tie.
 Implementation: detections and faces of all images are concatenated, IoUs are computed for all
 (detection, face of the same image) pairs in chunks, the best face per detection by segmented
 reductions, the first detection recalling each face by ``np.unique``, and the per-threshold sums
-by a histogram over thresholds. ``ffcore.evaluation_reference`` is the straightforward per-image,
+by a histogram over thresholds. ``ffcore.evaluation.wider_ap_loop`` is the straightforward per-image,
 per-detection, per-threshold loop that the tests and ``benchmarks/eval_speed.py`` compare with.
 """
 

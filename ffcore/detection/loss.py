@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ffcore.box_coder import IOU_THRESHOLD, VARIANCES, match
+from ffcore.detection.box_coder import IOU_THRESHOLD, VARIANCES, match
 from ffcore.schedule import Phase
 
 Target = dict[str, torch.Tensor]

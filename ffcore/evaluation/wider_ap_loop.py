@@ -1,7 +1,7 @@
 """A straightforward loop implementation of the official WIDER FACE evaluation.
 
 It follows the MATLAB eval_tools line by line (per image, per detection, per threshold) and
-shares no code with the vectorised ``ffcore.evaluation``; the tests check that both give the same
+shares no code with the vectorised ``ffcore.evaluation.wider_ap``; the tests check that both give the same
 AP and PR curves, and ``benchmarks/eval_speed.py`` times one against the other. It lives in the
 package (not in tests/) so that the test and the benchmark import the same reference.
 

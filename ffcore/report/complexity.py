@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ffcore.models.detector import MODULE_GROUPS
+from ffcore.models.modes import eval_mode
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -49,17 +50,12 @@ def count_macs(model: nn.Module, image_size: int | tuple[int, int] = 640) -> int
 
     h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            analysis = FlopCountAnalysis(model, torch.zeros(1, 3, h, w, device=device))
-            analysis.set_op_handle("torchvision::deform_conv2d", _deform_conv_macs)
-            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            return int(analysis.total())  # fvcore counts one fused multiply-add as one "flop"
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        analysis = FlopCountAnalysis(model, torch.zeros(1, 3, h, w, device=device))
+        analysis.set_op_handle("torchvision::deform_conv2d", _deform_conv_macs)
+        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        return int(analysis.total())  # fvcore counts one fused multiply-add as one "flop"
 
 
 def human(n: float) -> str:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from ffcore.complexity import parameter_table
 from ffcore.models import build_model
 from ffcore.models.attention import eca_kernel_size
 from ffcore.models.backbone import STAGE_CHANNELS
+from ffcore.models.modes import eval_mode
+from ffcore.report.complexity import parameter_table
 from ffcore.schedule import PHASES
 
 
@@ -40,27 +41,28 @@ def eca_kernel_frame(neck_channels: int = 52) -> pd.DataFrame:
 def phase_switch_frame(model, x: torch.Tensor) -> pd.DataFrame:
     """For each training phase: the switches, how far the output moves from the all-off output,
     and whether the parameter count and state-dict keys stay the same."""
-    was_training = model.training
-    model.eval()
     keys, n_params = list(model.state_dict()), sum(p.numel() for p in model.parameters())
-    model.set_attention(False, False)
-    base = model(x)[1]
+    switches = model.attention_state() or (True, True)
     rows = []
-    for phase in PHASES.values():
-        model.set_attention(phase.channel_attention, phase.spatial_attention)
-        out = model(x)[1]
-        rows.append(
-            {
-                "phase": phase.id,
-                "channel (ECA)": phase.channel_attention,
-                "spatial (SAM)": phase.spatial_attention,
-                "max |logit change| vs no attention": float((out - base).abs().max()),
-                "parameters": sum(p.numel() for p in model.parameters()),
-                "same state-dict keys": list(model.state_dict()) == keys,
-            }
-        )
-    model.set_attention(True, True)
-    model.train(was_training)
+    try:
+        with eval_mode(model):
+            model.set_attention(False, False)
+            base = model(x)[1]
+            for phase in PHASES.values():
+                model.set_attention(phase.channel_attention, phase.spatial_attention)
+                out = model(x)[1]
+                rows.append(
+                    {
+                        "phase": phase.id,
+                        "channel (ECA)": phase.channel_attention,
+                        "spatial (SAM)": phase.spatial_attention,
+                        "max |logit change| vs no attention": float((out - base).abs().max()),
+                        "parameters": sum(p.numel() for p in model.parameters()),
+                        "same state-dict keys": list(model.state_dict()) == keys,
+                    }
+                )
+    finally:
+        model.set_attention(*switches)
     frame = pd.DataFrame(rows).set_index("phase")
     if (frame["parameters"] != n_params).any():
         raise RuntimeError("a switch changed the parameter count")

@@ -1,0 +1,1 @@
+"""Detection maths: priors, the box/landmark coder with matching, the MultiBox loss."""

@@ -1,0 +1,1 @@
+"""Evaluation: the official WIDER FACE protocol (vectorised and loop reference), inference."""

@@ -1,0 +1,1 @@
+"""Reports for the thesis: figure style, training curves, ablation, model/size tables, timing."""

@@ -1,0 +1,1 @@
+"""Training: the phase engine, its logs, checkpoints and the notebooks' hand-over files."""

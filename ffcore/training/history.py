@@ -1,0 +1,112 @@
+"""Rank 0's training logs: ``history.csv`` (one row per iteration), ``epochs.csv`` (one row per
+epoch, with the probe losses) and TensorBoard scalars."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ffcore.detection.loss import LOSS_TERMS
+
+HISTORY = "history.csv"
+EPOCHS = "epochs.csv"
+HISTORY_COLUMNS: tuple[str, ...] = (
+    "phase",
+    "epoch",  # 1-based epoch the iteration belongs to
+    "iteration",  # 1-based within the epoch
+    "step",  # 1-based over the phase
+    "epoch_float",  # schedule position e + i / iters at which this step's lr was taken
+    "lr",
+    "grad_norm",
+    "images_per_s",
+    *LOSS_TERMS,
+)
+EPOCH_COLUMNS: tuple[str, ...] = (
+    "phase",
+    "epoch",  # epochs completed; 0 = before the phase's first step
+    "train_total",  # mean training loss of the epoch (mixup-weighted in phase 3)
+    *(f"probe_{t}" for t in LOSS_TERMS),
+    "lr_last",
+    "seconds",
+)
+
+
+def _read_rows(path: Path, keep_epochs: int) -> list[dict[str, Any]]:
+    if keep_epochs <= 0 or not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [r for r in csv.DictReader(f) if int(r["epoch"]) <= keep_epochs]
+
+
+class _Table:
+    """A CSV that is rewritten on open (keeping the rows of completed epochs) and appended to."""
+
+    def __init__(self, path: Path, columns: tuple[str, ...], keep_epochs: int) -> None:
+        self.path, self.columns = path, columns
+        self.rows = _read_rows(path, keep_epochs)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, columns)
+            w.writeheader()
+            w.writerows(self.rows)
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, self.columns).writerow(row)
+
+
+class History:
+    """Rank 0's logs: ``history.csv`` (one row per iteration), ``epochs.csv`` (one row per epoch,
+    with the probe losses) and TensorBoard scalars. A resumed phase keeps the rows of the epochs
+    its checkpoint completed and drops the rest (an interrupted epoch's partial rows)."""
+
+    def __init__(self, out_dir: Path, keep_epochs: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self._writer = None
+        if not enabled:
+            return
+        self.iterations = _Table(out_dir / HISTORY, HISTORY_COLUMNS, keep_epochs)
+        self.epochs = _Table(out_dir / EPOCHS, EPOCH_COLUMNS, keep_epochs)
+        from torch.utils.tensorboard import SummaryWriter  # slow import: only where used
+
+        last = self.iterations.rows[-1]["step"] if self.iterations.rows else None
+        self._writer = SummaryWriter(
+            log_dir=str(out_dir / "tensorboard"), purge_step=None if last is None else int(last) + 1
+        )
+
+    def add(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self.iterations.add(row)
+        step = int(row["step"])
+        for term in LOSS_TERMS:
+            self._writer.add_scalar(f"loss/{term}", row[term], step)
+        for key in ("lr", "grad_norm", "images_per_s"):
+            self._writer.add_scalar(f"train/{key}", row[key], step)
+
+    def add_epoch(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self.epochs.add(row)
+        for term in LOSS_TERMS:
+            self._writer.add_scalar(f"probe/{term}", row[f"probe_{term}"], int(row["epoch"]))
+
+    def train_mean(self, epoch: int) -> float:
+        if not self.enabled:
+            return math.nan
+        values = [float(r["total"]) for r in self.iterations.rows if int(r["epoch"]) == epoch]
+        return float(np.mean(values)) if values else math.nan
+
+    def column(self, name: str, first_epoch: int = 0) -> tuple[float, ...]:
+        if not self.enabled:
+            return ()
+        return tuple(float(r[name]) for r in self.epochs.rows if int(r["epoch"]) >= first_epoch)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()

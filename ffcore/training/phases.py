@@ -1,0 +1,119 @@
+"""Phases in sequence: the chain behind ``train --all`` and the one-call driver of the phase
+notebooks (``run_phase``: profile -> TrainConfig -> previous phase's hand-over -> fit ->
+``result.json``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ffcore.config import TrainConfig
+from ffcore.paths import repo_path
+from ffcore.profiles import get_profile
+from ffcore.schedule import PHASE_ORDER, get_phase
+from ffcore.training import handover
+from ffcore.training.engine import FitResult, fit_phase
+
+
+def run_phases(
+    config: TrainConfig,
+    phases: tuple[str, ...] = PHASE_ORDER,
+    report: Callable[[FitResult], None] | None = None,
+) -> list[FitResult]:
+    """Train ``phases`` in order, each starting from the previous one's final checkpoint.
+    ``config`` is the first phase's (its ``resume_net``/``backbone_init`` apply to it only)."""
+    results: list[FitResult] = []
+    for i, phase in enumerate(phases):
+        if i > 0:
+            config = dataclasses.replace(
+                config, phase=phase, resume_net=str(results[-1].checkpoint), backbone_init=None
+            )
+        else:
+            config = dataclasses.replace(config, phase=phase)
+        result = fit_phase(config)
+        if report is not None:
+            report(result)
+        results.append(result)
+    return results
+
+
+def run_phase(
+    phase_id: str,
+    *,
+    profile: str = "smoke",
+    run_dir: str | os.PathLike[str] = "runs/smoke",
+    data_root: str | os.PathLike[str] | None = None,
+    resume_net: str | os.PathLike[str] | None = None,
+    backbone_init: str | os.PathLike[str] | None = "auto",
+    **overrides: Any,
+) -> FitResult:
+    """Train one phase as its notebook does and write ``<run_dir>/<notebook>/result.json``.
+
+    The ``TrainConfig`` comes from the profile (image size, batch size, epochs); ``overrides``
+    set any other ``TrainConfig`` field (a None value keeps the profile's). The phase starts from
+    ``resume_net`` or else from the checkpoint the previous phase's notebook recorded under
+    ``run_dir``. ``data_root`` None uses the profile's synthetic dataset. ``backbone_init``
+    (phase 1 only): "auto" (the RetinaFace reference backbone when installed), "random",
+    "retinaface" or a file.
+    """
+    from ffcore.data.synthetic import ensure_dataset
+
+    phase = get_phase(phase_id)
+    prof = get_profile(profile)
+    run = repo_path(run_dir)
+    root = repo_path(data_root) if data_root is not None else ensure_dataset(profile=profile)
+    start = (
+        str(resume_net) if resume_net is not None else handover.previous_checkpoint(run, phase.id)
+    )
+    init = None
+    if phase.starts_from is None and start is None:
+        from ffcore.models.reference import resolve_backbone_init
+
+        init = resolve_backbone_init(backbone_init)
+    settings: dict[str, Any] = {
+        "training_dataset": str(Path(root) / "train" / "label.txt"),
+        "epochs": prof.epochs(phase.id),
+        "batch_size": prof.batch_size,
+        "image_size": prof.image_size,
+        "num_workers": 0,
+        "save_folder": str(run / "weights"),
+    }
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    config = TrainConfig(phase=phase.id, resume_net=start, backbone_init=init, **settings)
+    result = fit_phase(config)
+    handover.write_result(
+        run,
+        result,
+        attention=phase.attention_label,
+        head_dropout=phase.head_dropout,
+        backbone_init=None if init is None else str(init),
+    )
+    return result
+
+
+def check_phase_result(result: FitResult) -> str:
+    """The checks each phase notebook shows: the final checkpoint carries this phase's switches,
+    it started from the previous phase's final checkpoint, and the probe loss fell. Raises
+    ``AssertionError`` naming what failed; returns a one-line summary."""
+    from ffcore.training.checkpoint import load_checkpoint, load_model
+
+    phase = get_phase(result.phase)
+    model, info = load_model(result.checkpoint)
+    assert info["phase"] == phase.id and info["complete"], f"{result.checkpoint}: {info}"
+    assert model.attention_state() in (None, (phase.channel_attention, phase.spatial_attention))
+    assert model.dropout_on == phase.head_dropout
+    if phase.starts_from is not None:
+        started = load_checkpoint(result.started_from)
+        assert started["phase"] == phase.starts_from, (
+            f"{result.started_from} is not a phase {phase.starts_from} checkpoint"
+        )
+        assert info["train_config"]["resume_net"] == result.started_from
+    probe = result.probe_losses
+    assert probe[-1] < probe[0], f"probe loss did not fall: {probe}"
+    return (
+        f"phase {phase.id}: attention {phase.attention_label}, head dropout {phase.head_dropout}; "
+        f"probe loss {probe[0]:.3f} -> {probe[-1]:.3f}"
+    )
