@@ -8,7 +8,7 @@ OUT    ?= runs/$(PROFILE)
 DEVICE ?= cpu
 DATA_ROOT ?=
 
-.PHONY: setup reproduce test test-fast lint lab clean
+.PHONY: setup reproduce study test test-fast lint lab clean
 
 setup: $(STAMP)
 
@@ -16,11 +16,18 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e '.[notebooks,dev,pretrained]'
+	$(PY) -m pip install --quiet -e '.[notebooks,dev,pretrained,cluster]'
 	touch $(STAMP)
 
 reproduce: $(STAMP)
 	$(PY) -m ffcore reproduce --profile $(PROFILE) --out $(OUT) --device $(DEVICE) $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
+
+# The ablation grid (5 configurations x 3 seeds, study profile), then notebook 08 reports it.
+# Cells are resumable: re-running continues a killed study. JOBS cells run at once.
+JOBS ?= 2
+study: $(STAMP)
+	$(PY) -m ffcore study --profile study --seeds 3 --out runs/study --jobs $(JOBS) --device $(DEVICE)
+	$(PY) -m papermill -k python3 --cwd notebooks notebooks/08_ablation_study.ipynb runs/study/08_ablation_study.ipynb -p run_dir runs/study -p device $(DEVICE)
 
 lint: $(STAMP)
 	$(PY) -m ruff check ffcore tests benchmarks notebooks

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ffcore.config import VARIANTS
+from ffcore.profiles import PROFILES
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -46,7 +47,7 @@ def _run_summary(args: argparse.Namespace) -> int:
 
 # -- reproduce ------------------------------------------------------------------------------
 def _add_reproduce(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", choices=("smoke", "full"), default="smoke")
+    p.add_argument("--profile", choices=tuple(PROFILES), default="smoke")
     p.add_argument(
         "--data-root", default=None, help="WIDER FACE root (default: the synthetic dataset)"
     )
@@ -80,7 +81,9 @@ def _add_make_synthetic(p: argparse.ArgumentParser) -> None:
     from ffcore.profiles import get_profile
 
     smoke = get_profile("smoke")
-    p.add_argument("--out", default=str(DEFAULT_DATA_ROOT), help="dataset root to (re)write")
+    p.add_argument(
+        "--out", default=str(DEFAULT_DATA_ROOT / "smoke"), help="dataset root to (re)write"
+    )
     p.add_argument("--train", type=int, default=smoke.synthetic_train, help="training images")
     p.add_argument("--val", type=int, default=smoke.synthetic_val, help="validation images")
     p.add_argument(
@@ -231,10 +234,10 @@ def _add_json_and_out(p: argparse.ArgumentParser, out_help: str) -> None:
 def _report_ap(result, out_dir, as_json: bool) -> int:
     from pathlib import Path
 
-    from ffcore.evaluation.wider_ap import save_ap_json
+    from ffcore.evaluation.wider_ap import result_record, save_ap_json
 
     path = save_ap_json(result, Path(out_dir) / "ap.json")
-    print(json.dumps(result.as_dict()) if as_json else f"{result.table()}\nwrote {path}")
+    print(json.dumps(result_record(result)) if as_json else f"{result.table()}\nwrote {path}")
     return 0
 
 
@@ -424,6 +427,76 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- study ----------------------------------------------------------------------------------
+def _add_study(p: argparse.ArgumentParser) -> None:
+    from ffcore.training.study import CONFIGURATIONS, SlurmOptions
+
+    p.add_argument("--profile", choices=tuple(PROFILES), default="study")
+    p.add_argument(
+        "--configurations",
+        nargs="+",
+        choices=tuple(CONFIGURATIONS),
+        default=tuple(CONFIGURATIONS),
+        metavar="NAME",
+        help=f"configurations of the grid ({', '.join(CONFIGURATIONS)})",
+    )
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 for every configuration")
+    p.add_argument("--out", default="runs/study", help="study folder, one sub-folder per cell")
+    p.add_argument(
+        "--data-root", default=None, help="WIDER-layout root (default: the profile's synthetic set)"
+    )
+    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--launcher",
+        choices=("local", "slurm", "submitit-local"),
+        default="local",
+        help="local: --jobs cells at once here; slurm: one submitit job array (one task per "
+        "cell); submitit-local: the same submission path on this machine",
+    )
+    p.add_argument("--jobs", type=int, default=1, help="cells at once (local launcher)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per cell")
+    slurm = p.add_argument_group("slurm (with --launcher slurm)")
+    slurm.add_argument("--partition", default=None)
+    slurm.add_argument("--time-min", type=int, default=SlurmOptions.time_min)
+    slurm.add_argument("--gpus-per-node", type=int, default=SlurmOptions.gpus_per_node)
+    slurm.add_argument("--cpus-per-task", type=int, default=SlurmOptions.cpus_per_task)
+    slurm.add_argument("--mem-gb", type=int, default=SlurmOptions.mem_gb)
+    slurm.add_argument("--array-parallelism", type=int, default=SlurmOptions.array_parallelism)
+
+
+def _run_study(args: argparse.Namespace) -> int:
+    from ffcore.paths import repo_path
+    from ffcore.report.study import load_results, paired_differences, summarize
+    from ffcore.training.study import SlurmOptions, StudySpec, make_cells, run_study
+
+    if args.data_root is None:
+        from ffcore.data.synthetic import ensure_dataset
+
+        data_root = ensure_dataset(profile=args.profile)
+    else:
+        data_root = repo_path(args.data_root)
+    out = repo_path(args.out)
+    spec = StudySpec(args.profile, str(out), str(data_root), args.device, threads=args.threads)
+    slurm = SlurmOptions(
+        partition=args.partition,
+        time_min=args.time_min,
+        gpus_per_node=args.gpus_per_node,
+        cpus_per_task=args.cpus_per_task,
+        mem_gb=args.mem_gb,
+        array_parallelism=args.array_parallelism,
+    )
+    cells = make_cells(tuple(args.configurations), args.seeds)
+    run_study(cells, spec, launcher=args.launcher, jobs=args.jobs, slurm=slurm)
+    results = load_results(out)
+    summarize(results).to_csv(out / "summary.csv", index=False)
+    diffs = paired_differences(results)
+    diffs.to_csv(out / "comparisons.csv", index=False)
+    for line in diffs["sentence"] if len(diffs) else ():
+        print(line)
+    print(f"wrote {out / 'summary.csv'} and {out / 'comparisons.csv'}")
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {
     "summary": ("parameters per module and MACs of a model variant", _add_summary, _run_summary),
     "train": (
@@ -435,6 +508,11 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
         "run notebooks 01-07 with papermill (smoke or full profile)",
         _add_reproduce,
         _run_reproduce,
+    ),
+    "study": (
+        "the ablation grid (none / CBAM / ECA-CBAM x phased / joint x seeds), resumable cells",
+        _add_study,
+        _run_study,
     ),
     "make-synthetic": (
         "write the deterministic synthetic dataset in the WIDER FACE layout",

@@ -34,6 +34,7 @@ VARIANT_SPECS: dict[str, VariantSpec] = {
     ),
 }
 VARIANTS: tuple[str, ...] = tuple(VARIANT_SPECS)
+ATTENTION_SCHEDULES: tuple[str, ...] = ("phased", "joint")
 Variant = str  # one of VARIANTS (checked by the dataclasses below)
 
 
@@ -105,6 +106,9 @@ class TrainConfig:
     amp: bool = True  # mixed precision; only ever used on CUDA
     progress: bool = True  # tqdm bar per epoch
     probe_images: int = 16  # first training images (epoch-0 crops) whose loss is logged per epoch
+    # "phased": the attention switches of the phase table; "joint": channel and spatial attention
+    # on from the first step of phase 1 (the ablation's control), everything else identical
+    attention_schedule: str = "phased"
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -119,3 +123,8 @@ class TrainConfig:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if self.probe_images < 0:
             raise ValueError(f"probe_images must be >= 0, got {self.probe_images}")
+        if self.attention_schedule not in ATTENTION_SCHEDULES:
+            raise ValueError(
+                f"attention_schedule must be one of {ATTENTION_SCHEDULES}, "
+                f"got {self.attention_schedule!r}"
+            )

@@ -15,6 +15,7 @@ from ffcore.schedule import PHASE_ORDER
 class Notebook:
     name: str  # file stem in notebooks/ and the folder of its outputs in a run folder
     phase: str | None = None  # the phase it trains, for 02-05
+    reproduce: bool = True  # part of `make reproduce` (the study has its own `make study`)
 
 
 NOTEBOOKS: tuple[Notebook, ...] = (
@@ -22,6 +23,8 @@ NOTEBOOKS: tuple[Notebook, ...] = (
     *(Notebook(f"{i:02d}_phase{pid}", pid) for i, pid in enumerate(PHASE_ORDER, start=2)),
     Notebook("06_evaluation"),
     Notebook("07_ablation_figures"),
+    Notebook("08_ablation_study", reproduce=False),
 )
 NOTEBOOK_NAMES: tuple[str, ...] = tuple(nb.name for nb in NOTEBOOKS)
+REPRODUCE_NOTEBOOKS: tuple[str, ...] = tuple(nb.name for nb in NOTEBOOKS if nb.reproduce)
 PHASE_NOTEBOOKS: dict[str, str] = {nb.phase: nb.name for nb in NOTEBOOKS if nb.phase is not None}

@@ -1,14 +1,17 @@
 """Run profiles: the same code path with different sizes.
 
-``smoke`` runs the whole pipeline on 2 CPU cores in minutes (tests, CI, a first look);
-``full`` is the thesis schedule on real WIDER FACE (epochs from ``ffcore.schedule.PHASES``).
+``ci``     seconds; tiny images and epochs; for the test suite only.
+``smoke``  the README's ``make reproduce``: minutes on 2 CPU cores on the synthetic dataset, and
+           it converges (the phase-3 model detects the synthetic val faces).
+``study``  one cell of the ablation grid (``ffcore.training.study``) on the synthetic dataset.
+``full``   the thesis schedule on real WIDER FACE (epochs from ``ffcore.schedule.PHASES``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ffcore.schedule import get_phase
+from ffcore.schedule import PHASE_ORDER, get_phase
 
 
 @dataclass(frozen=True)
@@ -16,24 +19,51 @@ class Profile:
     name: str
     image_size: int  # training crop size (square)
     batch_size: int
-    smoke_epochs: int | None  # None: every phase runs the epochs of the phase table
+    # epochs per phase in PHASE_ORDER; None: every phase runs the epochs of the phase table
+    phase_epochs: tuple[int, ...] | None
     synthetic_train: int  # images in the generated dataset (ignored with a real data_root)
     synthetic_val: int
     synthetic_image_size: int
     eval_image_size: int | None  # None: evaluate at original scale
 
+    def __post_init__(self) -> None:
+        if self.phase_epochs is not None and len(self.phase_epochs) != len(PHASE_ORDER):
+            raise ValueError(f"{self.name}: phase_epochs needs one entry per phase {PHASE_ORDER}")
+
     def epochs(self, phase_id: str) -> int:
-        return self.smoke_epochs if self.smoke_epochs is not None else get_phase(phase_id).epochs
+        if self.phase_epochs is None:
+            return get_phase(phase_id).epochs
+        return self.phase_epochs[PHASE_ORDER.index(get_phase(phase_id).id)]
 
 
 PROFILES: dict[str, Profile] = {
+    "ci": Profile(
+        "ci",
+        image_size=160,
+        batch_size=4,  # 12 steps an epoch on 48 images: enough for every phase's loss to fall
+        phase_epochs=(2, 2, 2, 2),
+        synthetic_train=48,
+        synthetic_val=16,
+        synthetic_image_size=256,
+        eval_image_size=None,
+    ),
     "smoke": Profile(
         "smoke",
         image_size=160,
-        batch_size=4,  # 12 steps an epoch on 48 images: enough for every phase to fit
-        smoke_epochs=2,
-        synthetic_train=48,
-        synthetic_val=16,
+        batch_size=8,
+        phase_epochs=(12, 4, 4, 4),
+        synthetic_train=240,
+        synthetic_val=48,
+        synthetic_image_size=256,
+        eval_image_size=None,
+    ),
+    "study": Profile(
+        "study",
+        image_size=160,
+        batch_size=8,
+        phase_epochs=(12, 4, 4, 4),
+        synthetic_train=240,
+        synthetic_val=96,
         synthetic_image_size=256,
         eval_image_size=None,
     ),
@@ -41,7 +71,7 @@ PROFILES: dict[str, Profile] = {
         "full",
         image_size=640,
         batch_size=32,
-        smoke_epochs=None,
+        phase_epochs=None,
         synthetic_train=2000,
         synthetic_val=500,
         synthetic_image_size=640,

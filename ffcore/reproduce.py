@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ffcore.paths import FIGURES_DIR, NOTEBOOKS_DIR, repo_path
-from ffcore.pipeline import NOTEBOOK_NAMES
+from ffcore.pipeline import REPRODUCE_NOTEBOOKS
 from ffcore.profiles import get_profile
 
-NOTEBOOKS = NOTEBOOK_NAMES  # the order they run in (ffcore.pipeline)
+NOTEBOOKS = REPRODUCE_NOTEBOOKS  # the order they run in (ffcore.pipeline)
 STATE_FILE = "reproduce_state.json"
 
 

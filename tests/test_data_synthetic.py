@@ -104,7 +104,7 @@ def test_subsets_follow_the_rule_and_nest(root: Path) -> None:
             assert expect["easy"] <= expect["medium"] <= expect["hard"]
 
 
-def test_smoke_profile_subsets_are_all_populated() -> None:
+def test_ci_profile_subsets_are_all_populated() -> None:
     sizes = {"easy": 0, "medium": 0, "hard": 0}
     for im in synthetic.iter_images("val", 16, 256, synthetic.DEFAULT_SEED):
         for subset, keep in _expected_keep(im.faces).items():
@@ -145,13 +145,13 @@ def test_face_counts_and_sizes_span_the_range() -> None:
 
 def test_ensure_dataset_regenerates_only_when_parameters_change(tmp_path: Path) -> None:
     root = tmp_path / "data"
-    first = synthetic.ensure_dataset(root, "smoke")
+    first = synthetic.ensure_dataset(root, "ci")
     stamp = (first / "manifest.json").stat().st_mtime_ns
-    assert synthetic.ensure_dataset(root, "smoke") == first
+    assert synthetic.ensure_dataset(root, "ci") == first
     assert (first / "manifest.json").stat().st_mtime_ns == stamp
     manifest = json.loads((first / "manifest.json").read_text())
     assert (manifest["n_train"], manifest["n_val"], manifest["image_size"]) == (48, 16, 256)
-    synthetic.ensure_dataset(root, "smoke", seed=1)
+    synthetic.ensure_dataset(root, "ci", seed=1)
     assert json.loads((root / "manifest.json").read_text())["seed"] == 1
 
 

@@ -6,8 +6,8 @@ import nbformat
 import pytest
 
 from ffcore.paths import NOTEBOOKS_DIR
+from ffcore.pipeline import NOTEBOOK_NAMES as NOTEBOOKS
 from ffcore.pipeline import PHASE_NOTEBOOKS
-from ffcore.reproduce import NOTEBOOKS
 
 COMMON_PARAMETERS = ("run_dir", "figures_dir")
 

@@ -84,5 +84,5 @@ def test_missing_notebook_is_a_clear_error(notebooks, tmp_path) -> None:
 
 
 def test_full_profile_requires_data_root(tmp_path) -> None:
-    with pytest.raises(ValueError, match="data-root"):
+    with pytest.raises(ValueError, match="data_root"):
         reproduce("full", tmp_path)

@@ -4,7 +4,7 @@ Layout written under ``ROOT`` (the same files real WIDER FACE + RetinaFace label
 
     train/label.txt                     '# event/name.jpg' + 20-number face lines (landmarks)
     train/images/<event>/<name>.jpg
-    val/label.txt                       '# event/name.jpg' + 'x y w h' face lines
+    val/label.txt                       the same layout as train (landmarks for the NME)
     val/images/<event>/<name>.jpg
     wider_face_split/wider_face_val.mat          event_list, file_list, face_bbx_list
     wider_face_split/wider_face_val_bbx_gt.txt   official text form (blur, occlusion, ...)
@@ -54,7 +54,7 @@ import cv2
 import numpy as np
 
 GENERATOR = "ffcore.data.synthetic"
-VERSION = 1
+VERSION = 2  # 2: val/label.txt carries landmarks
 DEFAULT_SEED = 0
 HARD_MIN_HEIGHT = 10
 MEDIUM_MIN_HEIGHT = 20
@@ -425,11 +425,11 @@ def _write_split(out: Path, split: str, n: int, image_size: int, seed: int) -> l
         lines.append(f"# {im.event}/{im.name}.jpg")
         rng = np.random.default_rng([seed, 2, i])  # which landmarks go missing
         for face in im.faces:
-            if split == "train":
-                missing = face.height < LANDMARK_MIN_HEIGHT or rng.random() < 0.15
-                lines.append(_train_line(face, missing))
-            else:
-                lines.append(" ".join(str(v) for v in face.box))
+            # val keeps every face's landmarks: they are the reference of the landmark NME
+            missing = split == "train" and (
+                face.height < LANDMARK_MIN_HEIGHT or rng.random() < 0.15
+            )
+            lines.append(_train_line(face, missing))
         written.append(im)
     (out / split).mkdir(parents=True, exist_ok=True)
     (out / split / "label.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -591,13 +591,15 @@ def _lock(root: Path) -> Iterator[None]:
 def ensure_dataset(
     root: Path | str | None = None, profile: str = "smoke", seed: int = DEFAULT_SEED
 ) -> Path:
-    """The synthetic dataset of ``profile`` at ``root`` (default ``ffcore.paths.DEFAULT_DATA_ROOT``),
-    generated only when missing or generated with other parameters."""
+    """The synthetic dataset of ``profile`` at ``root`` (default
+    ``ffcore.paths.DEFAULT_DATA_ROOT / profile``, one folder per profile so profiles never
+    regenerate each other's data), generated only when missing or generated with other
+    parameters."""
     from ffcore.paths import DEFAULT_DATA_ROOT
     from ffcore.profiles import get_profile
 
     prof = get_profile(profile)
-    root = Path(root).expanduser().absolute() if root is not None else DEFAULT_DATA_ROOT
+    root = Path(root).expanduser().absolute() if root is not None else DEFAULT_DATA_ROOT / profile
     params = _parameters(prof.synthetic_train, prof.synthetic_val, prof.synthetic_image_size, seed)
     if _matches(read_manifest(root), params):
         return root

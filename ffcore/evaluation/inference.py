@@ -16,8 +16,10 @@ back by dividing x by ``new_w / w`` and y by ``new_h / h``. Boxes are not clippe
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -144,9 +146,11 @@ def predict_dataset(
     keep_top_k: int = 750,
     device: str | torch.device | None = None,
     progress: bool = True,
+    on_image: Callable[[Any, Detections], None] | None = None,
 ) -> Path:
     """Detect faces in every val image of ``data_root`` and write ``<out_dir>/<event>/<name>.txt``
-    in the official layout. Returns ``out_dir``."""
+    in the official layout. Returns ``out_dir``. ``on_image(val_image, detections)`` is called
+    for every image (e.g. to score landmarks, which the official files do not hold)."""
     from ffcore.data.widerface import iter_val_images, read_image
     from ffcore.evaluation.wider_ap import write_prediction_file
 
@@ -166,6 +170,8 @@ def predict_dataset(
             device=device,
         )
         write_prediction_file(out / item.event / f"{item.name}.txt", item.name, dets.to_wider())
+        if on_image is not None:
+            on_image(item, dets)
     return out
 
 
@@ -175,11 +181,43 @@ def ground_truth_dir(data_root: str | Path) -> Path:
 
 
 def evaluate_model(model: nn.Module, data_root: str | Path, out_dir: str | Path, **kwargs):
-    """``predict_dataset`` then ``ffcore.evaluation.evaluate_folder``; returns a WiderResult."""
+    """``predict_dataset`` then ``ffcore.evaluation.evaluate_folder``; returns a WiderResult.
+    Where ``<data_root>/val/label.txt`` holds landmarks (the synthetic set; a held-out part of
+    WIDER train laid out as val), the result also carries their NME (``result.landmarks``)."""
+    import dataclasses
+
+    from ffcore.evaluation.landmarks import LandmarkAccumulator
     from ffcore.evaluation.wider_ap import evaluate_folder
 
-    pred_dir = predict_dataset(model, data_root, out_dir, **kwargs)
-    return evaluate_folder(pred_dir, ground_truth_dir(data_root))
+    truth = val_landmarks(data_root)
+    acc = LandmarkAccumulator()
+
+    def score(item: Any, dets: Detections) -> None:
+        gt = truth.get((item.event, item.name))
+        if gt is not None:
+            acc.add(dets.boxes, dets.scores, dets.landmarks, *gt)
+
+    pred_dir = predict_dataset(
+        model, data_root, out_dir, on_image=score if truth else None, **kwargs
+    )
+    result = evaluate_folder(pred_dir, ground_truth_dir(data_root))
+    return dataclasses.replace(result, landmarks=acc.result()) if truth else result
+
+
+def val_landmarks(data_root: str | Path) -> dict[tuple[str, str], tuple[np.ndarray, ...]]:
+    """(event, name) -> (boxes xyxy, landmarks [N, 10], valid [N]) from ``val/label.txt`` where
+    any face there has landmarks; empty otherwise (official WIDER val has none)."""
+    from ffcore.data.widerface import parse_label_file
+
+    label = Path(data_root) / "val" / "label.txt"
+    if not label.is_file():
+        return {}
+    records = parse_label_file(label).records
+    if not any(r.landmark_valid.any() for r in records):
+        return {}
+    return {
+        (r.path.parent.name, r.path.stem): (r.boxes, r.landmarks, r.landmark_valid) for r in records
+    }
 
 
 def draw_detections(

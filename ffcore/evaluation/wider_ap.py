@@ -43,6 +43,7 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -74,6 +75,7 @@ class WiderResult:
     pr: dict[str, tuple[np.ndarray, np.ndarray]]
     num_faces: dict[str, int]
     num_detections: int
+    landmarks: Any = None  # a LandmarkResult where the evaluation set has landmarks (not AP)
 
     def as_dict(self) -> dict[str, float | None]:
         """``{"easy": .., "medium": .., "hard": ..}`` (what ``--json`` prints); None (JSON null)
@@ -88,6 +90,12 @@ class WiderResult:
             for s, v in self.ap.items()
         ]
         lines.append(f"detections: {self.num_detections}")
+        if self.landmarks is not None and self.landmarks.matched:
+            lm = self.landmarks
+            lines.append(
+                f"landmark NME {lm.mean_nme:.4f} over {lm.matched}/{lm.faces} matched faces; "
+                f"{100 * lm.fraction_below:.1f}% under 0.1"
+            )
         return "\n".join(lines)
 
 
@@ -386,11 +394,20 @@ def evaluate_folder(pred_dir: str | Path, gt_dir: str | Path) -> WiderResult:
     return evaluate(read_predictions(pred_dir, gt), gt)
 
 
+def result_record(result: WiderResult) -> dict[str, Any]:
+    """``{"easy": .., "medium": .., "hard": ..}`` (AP fractions), plus ``"landmarks"`` (NME
+    summary) where the evaluation set has landmarks: what ap.json holds and --json prints."""
+    record: dict[str, Any] = dict(result.as_dict())
+    if result.landmarks is not None:
+        record["landmarks"] = result.landmarks.as_dict()
+    return record
+
+
 def save_ap_json(result: WiderResult, path: str | Path) -> Path:
-    """Write ``{"easy": .., "medium": .., "hard": ..}`` (fractions) to ``path``."""
+    """Write ``result_record(result)`` to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+    path.write_text(json.dumps(result_record(result), indent=2) + "\n")
     return path
 
 

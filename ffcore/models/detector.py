@@ -83,10 +83,17 @@ class FeatherFace(nn.Module):
     def set_head_dropout(self, on: bool) -> None:
         self.dropout_on = bool(on)
 
-    def apply_phase(self, phase: Phase) -> None:
+    def apply_phase(self, phase: Phase, schedule: str = "phased") -> None:
         """The attention and head-dropout switches of a phase of the table: the one place
-        where a phase configures the model (training, checkpoint loading, reports)."""
-        self.set_attention(phase.channel_attention, phase.spatial_attention)
+        where a phase configures the model (training, checkpoint loading, reports).
+        ``schedule="joint"`` keeps both attention parts on in every phase (the ablation's
+        control); the head dropout still follows the phase."""
+        if schedule == "joint":
+            self.set_attention(True, True)
+        elif schedule == "phased":
+            self.set_attention(phase.channel_attention, phase.spatial_attention)
+        else:
+            raise ValueError(f"schedule must be 'phased' or 'joint', got {schedule!r}")
         self.set_head_dropout(phase.head_dropout)
 
     # -- forward ----------------------------------------------------------------------------

@@ -185,7 +185,8 @@ def load_model(
     state = load_checkpoint(path, map_location)
     model = build_from_config(model_config_of(state))
     load_weights(model, state)
-    model.apply_phase(get_phase(state["phase"]))
+    schedule = state.get("train_config", {}).get("attention_schedule", "phased")
+    model.apply_phase(get_phase(state["phase"]), schedule)
     model.to(map_location).eval()
     return model, checkpoint_info(state)
 

@@ -281,7 +281,7 @@ def fit_phase(
         data = dataset if dataset is not None else build_dataset(config, info)
         probe = make_probe(data, config.probe_images)
         model = _build_model(config, state)
-        model.apply_phase(phase)
+        model.apply_phase(phase, config.attention_schedule)
         model.to(device)
         optimizer = make_optimizer(model, phase)
         scheduler = make_scheduler(optimizer, t0)
@@ -301,7 +301,7 @@ def fit_phase(
                 model,
                 device_ids=[device.index] if device.type == "cuda" else None,
                 # switched-off attention blocks get no gradient
-                find_unused_parameters=not (phase.channel_attention and phase.spatial_attention),
+                find_unused_parameters=model.attention_state() not in (None, (True, True)),
             )
         sampler = DistributedSampler(
             data, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=config.seed

@@ -1,0 +1,85 @@
+"""The ablation study's cells: phased vs joint switches, skip and resume, the launchers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ffcore.data.synthetic import generate_dataset
+from ffcore.training.checkpoint import load_model
+from ffcore.training.study import StudySpec, make_cells, read_cell_result, run_study
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return generate_dataset(tmp_path_factory.mktemp("study") / "data", 8, 4, 128, seed=2)
+
+
+def _spec(data: Path, out: Path) -> StudySpec:
+    return StudySpec("ci", str(out), str(data), backbone_init="random", threads=1)
+
+
+def test_make_cells_is_seed_major_and_checks_names() -> None:
+    cells = make_cells(("none", "eca_cbam_joint"), 2)
+    assert [c.name for c in cells] == [
+        "none_seed0", "eca_cbam_joint_seed0", "none_seed1", "eca_cbam_joint_seed1",
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="unknown configuration"):
+        make_cells(("eca",), 1)
+    with pytest.raises(ValueError, match="at least one seed"):
+        make_cells(("none",), 0)
+
+
+def test_phased_and_joint_cells_switch_as_configured_skip_and_resume(data, tmp_path) -> None:
+    out = tmp_path / "study"
+    cells = make_cells(("eca_cbam_phased", "eca_cbam_joint"), 1)
+    lines: list[str] = []
+    results = run_study(cells, _spec(data, out), report=lines.append)
+    assert [r["cell"] for r in results] == ["eca_cbam_phased_seed0", "eca_cbam_joint_seed0"]
+    for r in results:
+        assert set(r["ap"]) >= {"easy", "medium", "hard", "landmarks"}
+        assert r["attention_state"] == [True, True] and r["checkpoint_phase"] == "3"
+    # phase 1: attention off when phased, both parts on when joint (loaded as trained)
+    p1 = "weights/phase1/phase1_epoch_2.pth"
+    phased, _ = load_model(out / "eca_cbam_phased_seed0" / p1)
+    joint, _ = load_model(out / "eca_cbam_joint_seed0" / p1)
+    assert phased.attention_state() == (False, False)
+    assert joint.attention_state() == (True, True)
+    # same seed, same variant: phased and joint start from the same weights and the same data
+    first = {
+        c: json.loads((out / f"eca_cbam_{c}_seed0/result.json").read_text())["losses"]["1"]
+        for c in ("phased", "joint")
+    }
+    assert first["phased"]["probe_losses"][0] != first["joint"]["probe_losses"][0]  # switches
+    # a complete study is skipped
+    stamp = (out / "eca_cbam_joint_seed0" / "result.json").stat().st_mtime_ns
+    lines.clear()
+    run_study(cells, _spec(data, out), report=lines.append)
+    assert lines == ["study: 2 cells, 2 complete, 0 to run"]
+    assert (out / "eca_cbam_joint_seed0" / "result.json").stat().st_mtime_ns == stamp
+    # a cell killed in phase 3 resumes there: phases 1-2b are not trained again
+    cell_dir = out / "eca_cbam_joint_seed0"
+    (cell_dir / "result.json").unlink()
+    shutil.rmtree(cell_dir / "weights" / "phase3")
+    again = run_study(cells[1:], _spec(data, out), report=lines.append)[0]
+    assert sorted(again["losses"]) == ["3"]
+    assert read_cell_result(out, cells[1]) == again
+
+
+def test_submitit_local_launcher_runs_the_same_cells(data, tmp_path) -> None:
+    pytest.importorskip("submitit", reason="the cluster extra (submitit) is not installed")
+    out = tmp_path / "study"
+    cells = make_cells(("none",), 1)
+    results = run_study(cells, _spec(data, out), launcher="submitit-local")
+    assert results[0]["cell"] == "none_seed0" and results[0]["attention_state"] == []
+    assert any((out / "submitit").rglob("*_log.out"))
+
+
+def test_unknown_launcher(data, tmp_path) -> None:
+    with pytest.raises(ValueError, match="launcher"):
+        run_study(make_cells(("none",), 1), _spec(data, tmp_path), launcher="k8s")
