@@ -145,7 +145,7 @@ def _run_check_data(args: argparse.Namespace) -> int:
 # -- detect ---------------------------------------------------------------------------------
 def _add_detect(p: argparse.ArgumentParser) -> None:
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="an ffcore checkpoint (.pt) to detect with")
+    source.add_argument("--checkpoint", help="an ffcore checkpoint (.pth) to detect with")
     source.add_argument(
         "--pretrained",
         choices=["retinaface"],
@@ -258,7 +258,7 @@ def _run_wider_eval(args: argparse.Namespace) -> int:
 
 
 def _add_evaluate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="an ffcore checkpoint (.pt)")
+    p.add_argument("--checkpoint", required=True, help="an ffcore checkpoint (.pth)")
     p.add_argument("--data-root", required=True, help="dataset root (val/images, ground_truth)")
     p.add_argument(
         "--image-size", type=int, default=None, help="longer side in px (default: original scale)"
@@ -281,7 +281,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 # -- export-onnx / size-report ---------------------------------------------------------------
 def _add_export_onnx(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="ffcore checkpoint (.pt)")
+    p.add_argument("--checkpoint", required=True, help="ffcore checkpoint (.pth)")
     p.add_argument("--out", required=True, help="ONNX file to write")
     shape = p.add_mutually_exclusive_group()
     shape.add_argument("--image-size", type=int, default=640, help="fixed square input (px)")
