@@ -95,6 +95,24 @@ def test_face_and_image_weights():
     assert out["class"].item() == pytest.approx(cls, rel=1e-6)
 
 
+def test_mixup_of_two_images_without_faces():
+    """mixup_batch gives an image and its partner, both without faces, an empty weight vector:
+    the loss is that of a faceless image (no positives, finite zeros), not an IndexError."""
+    empty = {
+        "boxes": torch.zeros(0, 4),
+        "landmarks": torch.zeros(0, 10),
+        "landmark_valid": torch.zeros(0, dtype=torch.bool),
+        "weights": torch.zeros(0),
+    }
+    loss = MultiBoxLoss(neg_pos_ratio=2)
+    out = loss(_predictions(2), [empty, _target(weight=0.5)], PRIORS)
+    ref = loss(_predictions(2), [{k: v for k, v in empty.items() if k != "weights"},
+                                 _target(weight=0.5)], PRIORS)  # fmt: skip
+    for term in ("box", "class", "landmark", "total"):
+        assert math.isfinite(out[term].item())
+        assert out[term].item() == pytest.approx(ref[term].item())
+
+
 def test_hard_negatives_cap_and_ties():
     ce = torch.tensor([[5.0, 1.0, 1.0, 1.0]])
     labels = torch.tensor([[1, 0, 0, 0]])
