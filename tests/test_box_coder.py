@@ -3,12 +3,14 @@ import math
 import torch
 
 from ffcore.detection.box_coder import (
+    FORCE_MATCH_MIN_IOU,
     decode_boxes,
     decode_landmarks,
     encode_boxes,
     encode_landmarks,
     match,
 )
+from ffcore.detection.priors import prior_boxes
 
 
 def test_encode_by_hand():
@@ -66,17 +68,58 @@ def test_match_threshold_and_forced_best_prior():
     gt = torch.tensor(
         [
             [0.0, 0.0, 0.5, 0.6],  # IoU .25/.30 = .833 with prior 0
-            [0.8, 0.8, 0.86, 0.86],  # tiny: IoU with prior 3 = 1e-4/.0135 = .0074 < .35
+            [0.85, 0.85, 0.9, 0.91],  # inside prior 3: IoU .003/.01 = .3, in [.2, .35)
         ]
     )
     lm = torch.rand(2, 10)
     valid = torch.tensor([True, False])
     m = match(gt, lm, valid, priors, iou_threshold=0.35)
-    # the tiny face is kept on its best prior (3) although its IoU is below the threshold
+    # the small face is kept on its best prior (3) although its IoU is below the threshold
     assert m.labels.tolist() == [1, 0, 0, 1]
     assert m.gt_index.tolist() == [0, -1, -1, 1]
     assert m.landmark_valid.tolist() == [True, False, False, False]
-    torch.testing.assert_close(m.iou[3], torch.tensor(1e-4 / 0.0135), rtol=1e-3, atol=0)
+    torch.testing.assert_close(m.iou[3], torch.tensor(0.3), rtol=1e-3, atol=0)
+
+
+def test_match_does_not_force_a_face_below_force_min_iou():
+    priors = _priors()
+    gt = torch.tensor(
+        [
+            [0.0, 0.0, 0.5, 0.6],  # IoU .833 with prior 0
+            [0.8, 0.8, 0.86, 0.86],  # tiny: IoU with prior 3 = 1e-4/.0135 = .0074 < .2
+        ]
+    )
+    m = match(gt, torch.rand(2, 10), torch.tensor([True, True]), priors, iou_threshold=0.35)
+    assert m.labels.tolist() == [1, 0, 0, 0]
+    assert m.gt_index.tolist() == [0, -1, -1, -1]
+    # force_min_iou=0 restores "every face keeps its best prior"
+    m0 = match(gt, torch.rand(2, 10), torch.tensor([True, True]), priors, force_min_iou=0.0)
+    assert m0.labels.tolist() == [1, 0, 0, 1]
+
+
+def _square(cx: float, cy: float, side: float, size: int = 160) -> torch.Tensor:
+    """One pixel box centred at (cx, cy), normalised for a size x size image: [1, 4]."""
+    half = side / 2
+    return torch.tensor([[cx - half, cy - half, cx + half, cy + half]]) / size
+
+
+def test_match_on_real_priors_tiny_face_is_ignored_small_face_is_forced():
+    priors = prior_boxes((160, 160))  # smallest anchors 16 px on a stride-8 grid
+    ones = torch.tensor([True])
+    # 2 x 2 px face on a 16 px anchor centre (84, 84): best IoU 4/256 = .016 < .2 -> no positive
+    tiny = _square(84.0, 84.0, 2.0)
+    m = match(tiny, torch.zeros(1, 10), ones, priors)
+    assert m.labels.sum().item() == 0
+    assert (m.gt_index == -1).all() and not m.landmark_valid.any()
+    # 9 x 9 px face on the same centre: best IoU 81/256 = .316, in [.2, .35) -> forced
+    small = _square(84.0, 84.0, 9.0)
+    m = match(small, torch.zeros(1, 10), ones, priors)
+    assert FORCE_MATCH_MIN_IOU <= 81 / 256 < 0.35
+    assert m.labels.sum().item() == 1
+    (idx,) = torch.nonzero(m.labels).flatten().tolist()
+    torch.testing.assert_close(priors[idx], torch.tensor([84.0, 84.0, 16.0, 16.0]) / 160)
+    torch.testing.assert_close(m.iou[idx], torch.tensor(81 / 256))
+    assert m.gt_index[idx].item() == 0
 
 
 def test_match_shared_best_prior_goes_to_later_face():

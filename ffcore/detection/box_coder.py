@@ -16,6 +16,11 @@ from torchvision.ops import box_convert, box_iou
 
 VARIANCES: tuple[float, float] = (0.1, 0.2)
 IOU_THRESHOLD = 0.35
+# A ground truth is forced onto its best prior only if that prior overlaps it at least this much
+# (RetinaFace's layers/box_utils.py ``match``: ``valid_gt_idx = best_prior_overlap >= 0.2``).
+# A face too small (or too oddly shaped) for every prior is left to the IoU rule, which in
+# practice leaves it unmatched: the net is not taught to fire on a prior that barely covers it.
+FORCE_MATCH_MIN_IOU = 0.2
 _MIN_WH = 1e-6  # keeps log() finite for a degenerate (zero-width) box
 
 
@@ -80,12 +85,14 @@ def match(
     priors: torch.Tensor,
     iou_threshold: float = IOU_THRESHOLD,
     variances: tuple[float, float] = VARIANCES,
+    force_min_iou: float = FORCE_MATCH_MIN_IOU,
 ) -> Match:
     """Assign each prior to the ground truth it overlaps most; IoU >= threshold is a face.
 
-    Every ground truth additionally keeps its best prior (as a positive), so no face is left
-    without an anchor however small it is. gt_boxes [G, 4] normalised x1y1x2y2, gt_landmarks
-    [G, 10], landmark_valid [G] bool, priors [P, 4] (cx, cy, w, h).
+    Every ground truth whose best prior overlaps it with IoU >= ``force_min_iou`` additionally
+    keeps that prior (as a positive) whatever the threshold; a ground truth below it (a face
+    far smaller than every prior) is not forced, as in RetinaFace. gt_boxes [G, 4] normalised
+    x1y1x2y2, gt_landmarks [G, 10], landmark_valid [G] bool, priors [P, 4] (cx, cy, w, h).
     """
     num_priors = priors.shape[0]
     device = priors.device
@@ -99,13 +106,16 @@ def match(
             iou=torch.zeros(num_priors, device=device),
         )
     overlaps = box_iou(gt_boxes, prior_corners(priors))  # [G, P]
-    best_prior = overlaps.argmax(dim=1)  # [G]
+    best_prior_iou, best_prior = overlaps.max(dim=1)  # [G]
     best_iou, best_gt = overlaps.max(dim=0)  # [P]
-    # Force each ground truth onto its best prior (the later one wins a shared prior, as in
-    # RetinaFace), and make it count as positive whatever its IoU.
-    # scatter_reduce("amax") makes the "later one wins" rule deterministic on every device.
+    # Force each ground truth that overlaps its best prior enough onto that prior (the later one
+    # wins a shared prior, as in RetinaFace), and make it count as positive whatever its IoU.
+    # scatter_reduce("amax") makes the "later one wins" rule deterministic on every device; a
+    # ground truth below force_min_iou scatters -1, which never wins.
+    gt_ids = torch.arange(gt_boxes.shape[0], device=device)
+    gt_ids = torch.where(best_prior_iou >= force_min_iou, gt_ids, torch.full_like(gt_ids, -1))
     owner = torch.full((num_priors,), -1, dtype=torch.int64, device=device)
-    owner.scatter_reduce_(0, best_prior, torch.arange(gt_boxes.shape[0], device=device), "amax")
+    owner.scatter_reduce_(0, best_prior, gt_ids, "amax")
     forced = owner >= 0
     best_gt = torch.where(forced, owner, best_gt)
     iou = overlaps.gather(0, best_gt[None]).squeeze(0)
