@@ -51,9 +51,9 @@ PROFILES: dict[str, Profile] = {
         "smoke",
         image_size=160,
         batch_size=8,
-        phase_epochs=(12, 3, 3, 3),
-        synthetic_train=240,
-        synthetic_val=48,
+        phase_epochs=(12, 3, 4, 3),  # phase 2b gets one more epoch to absorb SAM's switch-on
+        synthetic_train=320,
+        synthetic_val=64,
         synthetic_image_size=256,
         eval_image_size=None,
     ),
@@ -61,7 +61,7 @@ PROFILES: dict[str, Profile] = {
         "study",
         image_size=160,
         batch_size=8,
-        phase_epochs=(12, 3, 3, 3),  # the smoke schedule: about 3.5 min a cell on one thread
+        phase_epochs=(12, 3, 3, 3),  # about 3.5 min a cell on one uncontended thread
         synthetic_train=240,
         synthetic_val=96,
         synthetic_image_size=256,

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from ffcore.data.synthetic import generate_dataset
@@ -78,6 +79,40 @@ def test_submitit_local_launcher_runs_the_same_cells(data, tmp_path) -> None:
     results = run_study(cells, _spec(data, out), launcher="submitit-local")
     assert results[0]["cell"] == "none_seed0" and results[0]["attention_state"] == []
     assert any((out / "submitit").rglob("*_log.out"))
+
+
+@pytest.mark.notebook
+def test_study_notebook_reports_a_finished_study(data, tmp_path) -> None:
+    """08 under papermill: it runs what is missing (here: everything, two tiny cells with one
+    seed each) and exports the figure and the three tables."""
+    import subprocess
+    import sys
+
+    from ffcore.paths import NOTEBOOKS_DIR
+
+    out, figs = tmp_path / "study", tmp_path / "figs"
+    cmd = [sys.executable, "-m", "papermill", "-k", "python3", "--no-progress-bar"]
+    cmd += [str(NOTEBOOKS_DIR / "08_ablation_study.ipynb"), str(tmp_path / "08.ipynb")]
+    cmd += ["-p", "profile", "ci", "-p", "run_dir", str(out), "-p", "data_root", str(data)]
+    cmd += ["-p", "figures_dir", str(figs), "-p", "seeds", "1"]
+    cmd += ["-y", "configurations: [eca_cbam_phased, eca_cbam_joint]"]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=900)
+    summary = pd.read_csv(figs / "ablation_study.csv")
+    assert list(summary.columns) == [
+        "configuration",
+        "subset",
+        "n_seeds",
+        "mean",
+        "ci_low",
+        "ci_high",
+    ]
+    assert len(summary) == 2 * 3 and (summary["n_seeds"] == 1).all()
+    assert summary["mean"].between(0, 1).all()  # fractions in the CSV
+    for name in ("ablation_study.pdf", "ablation_study.png", "ablation_study.tex",
+                 "ablation_comparisons.tex", "ablation_costs.tex"):  # fmt: skip
+        assert (figs / name).is_file(), name
+    comparisons = pd.read_csv(figs / "ablation_comparisons.csv")
+    assert set(comparisons["comparison"]) == {"phased - joint (ECA-CBAM)"}
 
 
 def test_unknown_launcher(data, tmp_path) -> None:
