@@ -28,9 +28,7 @@ def _target(faces: int) -> dict[str, torch.Tensor]:
 def test_mixup_with_faceless_images_gives_a_finite_loss(faces: tuple[int, ...]) -> None:
     b = len(faces)
     images = torch.randn(b, 3, SIZE, SIZE)
-    mixed, targets = mixup_batch(
-        images, [_target(n) for n in faces], 0.2, np.random.default_rng(0)
-    )
+    mixed, targets = mixup_batch(images, [_target(n) for n in faces], 0.2, np.random.default_rng(0))
     assert mixed.shape == images.shape
     assert [len(t["weights"]) for t in targets] == [len(t["boxes"]) for t in targets]
     priors = prior_boxes((SIZE, SIZE))
