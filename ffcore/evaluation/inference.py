@@ -16,6 +16,8 @@ back by dividing x by ``new_w / w`` and y by ``new_h / h``. Boxes are not clippe
 from __future__ import annotations
 
 import math
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,11 +177,39 @@ def ground_truth_dir(data_root: str | Path) -> Path:
 
 
 def evaluate_model(model: nn.Module, data_root: str | Path, out_dir: str | Path, **kwargs):
-    """``predict_dataset`` then ``ffcore.evaluation.evaluate_folder``; returns a WiderResult."""
+    """``predict_dataset`` then ``ffcore.evaluation.evaluate_folder``; returns a WiderResult.
+
+    The ground truth is read and every val image decoded before the first prediction; the
+    predictions are written to a temporary sibling folder and moved into ``out_dir`` only once
+    scored, so a failure leaves ``out_dir`` as it was."""
+    from ffcore.data.wider_mat import read_ground_truth
+    from ffcore.data.widerface import check_val_images
     from ffcore.evaluation.wider_ap import evaluate_folder
 
-    pred_dir = predict_dataset(model, data_root, out_dir, **kwargs)
-    return evaluate_folder(pred_dir, ground_truth_dir(data_root))
+    gt_dir = ground_truth_dir(data_root)
+    read_ground_truth(gt_dir)  # missing or bad .mat files: an error before any work
+    check_val_images(data_root)
+    out = Path(out_dir)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        predict_dataset(model, data_root, tmp, **kwargs)
+        result = evaluate_folder(tmp, gt_dir)
+        _move_into(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def _move_into(src: Path, dst: Path) -> None:
+    """Move the files of ``src`` into ``dst`` (created when missing), replacing same names."""
+    if not dst.exists():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+        return
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        target = dst / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
 
 
 def draw_detections(
