@@ -322,8 +322,12 @@ class DataReport:
         return self.format()
 
     def raise_if_errors(self) -> None:
-        if self.errors:
-            raise DataError(f"dataset {self.label_file} has errors:\n" + self.format(20))
+        if self.errors:  # one line: the first errors, each naming file and line
+            shown = "; ".join(self.errors[:3])
+            more = f" (and {len(self.errors) - 3} more)" if len(self.errors) > 3 else ""
+            raise DataError(
+                f"dataset {self.label_file}: {len(self.errors)} error(s): {shown}{more}"
+            )
 
 
 def size_histogram(heights: np.ndarray) -> dict[str, int]:

@@ -57,9 +57,12 @@ class PhaseLock:
         self.path = self.folder / LOCK_NAME
         self.host = socket.gethostname()
         self.held = False
+        self._made: list[Path] = []  # folders this lock created (removed again if left empty)
 
     def acquire(self) -> None:
+        missing = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._made = missing  # deepest first
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -115,6 +118,11 @@ class PhaseLock:
             if owner is not None and owner["pid"] == os.getpid():
                 self.path.unlink(missing_ok=True)
             self.held = False
+            for folder in self._made:  # a run that failed before writing leaves no folders
+                try:
+                    folder.rmdir()
+                except OSError:  # not empty: the run wrote something
+                    break
 
     def __enter__(self) -> PhaseLock:
         self.acquire()
