@@ -23,8 +23,8 @@ reproduce: $(STAMP)
 	$(PY) -m ffcore reproduce --profile $(PROFILE) --out $(OUT) --device $(DEVICE) $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
 
 lint: $(STAMP)
-	$(PY) -m ruff check ffcore tests benchmarks notebooks
-	$(PY) -m ruff format --check ffcore tests benchmarks
+	$(PY) -m ruff check ffcore tests benchmarks notebooks train
+	$(PY) -m ruff format --check ffcore tests benchmarks train
 	$(PY) -m nbstripout --verify notebooks/*.ipynb
 
 test: lint
