@@ -30,8 +30,8 @@ study: $(STAMP)
 	$(PY) -m papermill -k python3 --cwd notebooks notebooks/08_ablation_study.ipynb runs/study/08_ablation_study.ipynb -p run_dir runs/study -p device $(DEVICE)
 
 lint: $(STAMP)
-	$(PY) -m ruff check ffcore tests benchmarks notebooks
-	$(PY) -m ruff format --check ffcore tests benchmarks
+	$(PY) -m ruff check ffcore tests benchmarks notebooks train
+	$(PY) -m ruff format --check ffcore tests benchmarks train
 	$(PY) -m nbstripout --verify notebooks/*.ipynb
 
 test: lint

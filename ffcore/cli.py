@@ -178,6 +178,22 @@ def _detection_records(dets) -> list[dict]:
     ]
 
 
+def _check_image_out(out: str) -> None:
+    """--out names a file OpenCV can write, in a folder that exists (checked before any work)."""
+    from pathlib import Path
+
+    import cv2
+
+    folder = Path(out).absolute().parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--out {out}: folder {folder} does not exist")
+    if not cv2.haveImageWriter(out):
+        raise ValueError(
+            f"--out {out}: no image writer for {Path(out).suffix or 'a name without extension'!r}"
+            " (use .png or .jpg)"
+        )
+
+
 def _run_detect(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -188,6 +204,8 @@ def _run_detect(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.threshold < 1.0:
         raise ValueError(f"--threshold must be in [0, 1), got {args.threshold}")
+    if args.out:
+        _check_image_out(args.out)
     if args.pretrained:
         from ffcore.models import reference as pretrained
 
@@ -208,7 +226,7 @@ def _run_detect(args: argparse.Namespace) -> int:
     )
     records = _detection_records(dets)
     if args.out and not cv2.imwrite(args.out, draw_detections(image, dets, min_score=0.0)):
-        raise ValueError(f"{args.out}: cannot write the annotated image (unknown extension?)")
+        raise ValueError(f"{args.out}: cannot write the annotated image")
     if args.json:
         print(json.dumps(records))
         return 0
@@ -366,8 +384,9 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--variant",
         choices=VARIANTS,
-        default=TrainConfig.variant,
-        help="model for phase 1 from scratch (later phases use the checkpoint's)",
+        default=None,
+        help="model for phase 1 from scratch (default eca_cbam); with a starting checkpoint it "
+        "must be the checkpoint's",
     )
     p.add_argument(
         "--backbone-weights",
@@ -562,13 +581,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_USER_ERROR = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what `cmd | head` gives for any Unix tool
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so the interpreter's final flush is quiet."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        if getattr(args, "device", None) is not None:
+            from ffcore.models.device import resolve_device
+
+            resolve_device(args.device)  # an unavailable device, before any file is read
+        code = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:  # `... | head`: the reader is gone; exit quietly
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except (FileNotFoundError, ValueError) as exc:  # user errors: one clear line, no traceback
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ VARIANT_SPECS: dict[str, VariantSpec] = {
 VARIANTS: tuple[str, ...] = tuple(VARIANT_SPECS)
 ATTENTION_SCHEDULES: tuple[str, ...] = ("phased", "joint")
 Variant = str  # one of VARIANTS (checked by the dataclasses below)
+DEFAULT_VARIANT: Variant = "eca_cbam"  # the thesis model
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
@@ -93,7 +94,9 @@ class TrainConfig:
 
     phase: str = "1"
     training_dataset: str | None = None  # path of train/label.txt (WIDER layout)
-    variant: Variant = "eca_cbam"  # used only when no starting checkpoint is given (phase 1)
+    # None: the starting checkpoint's variant, or DEFAULT_VARIANT from scratch; an explicit
+    # variant that disagrees with the starting checkpoint is refused
+    variant: Variant | None = None
     epochs: int | None = None  # None: the phase table's epochs (or the resumed run's plan)
     batch_size: int = 32
     image_size: int = 640
@@ -111,7 +114,7 @@ class TrainConfig:
     attention_schedule: str = "phased"
 
     def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
+        if self.variant is not None and self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")

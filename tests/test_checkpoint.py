@@ -99,6 +99,26 @@ def test_pickled_objects_are_refused(tmp_path):
         load_checkpoint(path)
 
 
+def test_pickled_module_is_refused_without_unsafe_advice(tmp_path):
+    path = tmp_path / "module.pth"
+    torch.save(torch.nn.Linear(2, 2), path)  # a whole nn.Module, as many repositories save
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    message = str(err.value)
+    assert str(path) in message and "pickled Python objects" in message
+    assert "weights_only" not in message and "trust" not in message
+
+
+def test_unavailable_device_is_not_a_bad_checkpoint(tmp_path, model, monkeypatch):
+    path = _save(tmp_path / "ck.pth", model)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="'cuda' requested but CUDA is not available") as err:
+        load_model(path, "cuda")
+    assert not isinstance(err.value, CheckpointError)
+    with pytest.raises(ValueError, match="'foo' is not a device name"):
+        load_model(tmp_path / "missing.pth", "foo")  # the device is checked before the file
+
+
 def test_wrong_weights_name_the_file(tmp_path, model):
     path = _save(tmp_path / "ck.pth", model)
     state = torch.load(path, weights_only=True)
@@ -127,8 +147,8 @@ def test_start_rules():
         start_mode(get_phase("2a"), None)
     with pytest.raises(CheckpointError, match="did not finish"):
         start_mode(get_phase("2a"), _state("1", 10, 30))
-    with pytest.raises(CheckpointError, match="already complete"):
-        start_mode(get_phase("2a"), _state("2a", 25, 25))
+    # a complete checkpoint of the same phase finishes what a kill left (fit_phase decides)
+    assert start_mode(get_phase("2a"), _state("2a", 25, 25)) == "finish"
     with pytest.raises(CheckpointError, match="x.pth is from phase 3"):
         start_mode(get_phase("1"), _state("3", 30, 30))
 

@@ -20,9 +20,7 @@ pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 
 def test_smoke_reproduction(tmp_path) -> None:
     tiny = {"latency_reps": 1, "include_onnx": False, "num_examples": 2}
-    result = reproduce(
-        "ci", tmp_path / "run", figures_dir=tmp_path / "figs", extra_parameters=tiny
-    )
+    result = reproduce("ci", tmp_path / "run", figures_dir=tmp_path / "figs", extra_parameters=tiny)
     run = tmp_path / "run"
     assert result.executed == list(NOTEBOOKS)
     for name in NOTEBOOKS:

@@ -63,9 +63,10 @@ def test_summary_and_paired_difference_by_hand() -> None:
     )
     assert row["n"] == 3
     # the paired interval is far narrower than the unpaired spread of either configuration
-    assert row["ci_high"] - row["ci_low"] < s.loc[("cbam_phased", "hard"), "ci_high"] - s.loc[
-        ("cbam_phased", "hard"), "ci_low"
-    ]
+    assert (
+        row["ci_high"] - row["ci_low"]
+        < s.loc[("cbam_phased", "hard"), "ci_high"] - s.loc[("cbam_phased", "hard"), "ci_low"]
+    )
     assert row["verdict"] == "no significant difference"  # [-0.001, +0.028] straddles 0
     big = d.loc[("ECA-CBAM phased - none", "hard")]
     assert big["verdict"] == "significantly higher"

@@ -15,6 +15,15 @@ Images live next to the label file: ``<dir of label.txt>/images/<relative path>`
 Boxes become ``x1, y1, x2, y2 = x, y, x + w, y + h`` in continuous pixel coordinates (pixel ``i``
 covers ``[i, i+1)``). Boxes with ``w <= 0`` or ``h <= 0`` are dropped with one warning that
 counts them. Bad input raises ``WiderFormatError`` naming the file and line.
+
+Validation (``validate_dataset``: ``check-data`` and training's start-up check) is stricter:
+a negative width or height is an error naming file and line (an annotation bug, not a
+tolerance; zero sizes stay counted drops, as the parser does); a box lying entirely outside its
+image is a warning naming file and line (the augmentation's crops drop it, so training still
+works, but the label is suspicious); an image is decoded strictly -- a truncated JPEG (no
+end-of-image marker after its last scan) or PNG (no IEND chunk), which libjpeg would fill with
+grey after a bare "Premature end of JPEG file", is an error naming the file and label line, and
+so it is for training and evaluation, which read images through ``read_image``.
 """
 
 from __future__ import annotations
@@ -76,6 +85,7 @@ class ImageRecord:
     landmark_valid: np.ndarray
     line: int = 0
     label_file: Path | None = None
+    face_lines: tuple[int, ...] = ()  # 1-based line of each kept box (empty: not from a file)
 
     @property
     def where(self) -> str:
@@ -92,13 +102,18 @@ class ParsedLabels:
 
 
 def _empty_record(path: Path, line: int, label_file: Path) -> dict:
-    return {"path": path, "line": line, "label_file": label_file, "faces": []}
+    return {"path": path, "line": line, "label_file": label_file, "faces": [], "lines": []}
 
 
-def _resolve_label_file(label_path: Path | str) -> Path:
+def resolve_label_file(label_path: Path | str) -> Path:
+    """``label.txt`` itself or the folder holding it -> the absolute label file path."""
     path = Path(label_path).expanduser()
-    if path.is_dir() and (path / "label.txt").is_file():
-        path = path / "label.txt"
+    if path.is_dir():
+        if (path / "label.txt").is_file():
+            return (path / "label.txt").absolute()
+        raise FileNotFoundError(
+            f"{path} is a folder without label.txt (expected a WIDER label.txt)"
+        )
     if not path.exists():
         raise FileNotFoundError(f"label file not found: {path}")
     if not path.is_file():
@@ -114,9 +129,13 @@ def _is_number(token: str) -> bool:
     return True
 
 
-def _parse(
-    label_path: Path, require_faces: bool, errors: list[str] | None
-) -> tuple[list[ImageRecord], int]:
+class _Parsed(NamedTuple):
+    records: list[ImageRecord]
+    dropped: int  # degenerate boxes (w <= 0 or h <= 0) dropped
+    negative: list[str]  # ``file:line: ...`` of each box with a negative width or height
+
+
+def _parse(label_path: Path, require_faces: bool, errors: list[str] | None) -> _Parsed:
     """Parse ``label_path``. With ``errors`` None the first problem raises; otherwise problems
     are appended to ``errors`` (as ``file:line: message``) and parsing goes on where it can."""
 
@@ -130,12 +149,13 @@ def _parse(
         text = label_path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         fail(None, f"not a WIDER label file: not UTF-8 text ({exc.reason} at byte {exc.start})")
-        return [], 0
+        return _Parsed([], 0, [])
     except OSError as exc:
         fail(None, f"cannot read label file: {exc.strerror or exc}")
-        return [], 0
+        return _Parsed([], 0, [])
 
     images_dir = label_path.parent / "images"
+    negative: list[str] = []
     pending: list[dict] = []
     current: dict | None = None
     seen_any = False
@@ -180,7 +200,7 @@ def _parse(
                 "not a WIDER label file: expected '# relative/path.jpg' lines followed by"
                 f" face lines, found {line[:60]!r}{hint}",
             )
-            return [], 0  # collecting mode: one error is enough for a foreign file
+            return _Parsed([], 0, [])  # collecting mode: one error is enough for a foreign file
         try:
             numbers = list(map(float, tokens))
         except ValueError:
@@ -201,11 +221,17 @@ def _parse(
             numbers += _NO_LANDMARKS
         assert current is not None  # seen_any guarantees a path line
         current["faces"].append(numbers)
+        current["lines"].append(lineno)
+        if numbers[2] < 0 or numbers[3] < 0:
+            negative.append(
+                f"{label_path}:{lineno}: box has a negative width or height "
+                f"(w={numbers[2]:g}, h={numbers[3]:g})"
+            )
     close(current)
     if not seen_any and (errors is None or not errors):
         fail(None, "not a WIDER label file: no '# relative/path.jpg' lines (empty file?)")
     records = [_to_record(rec) for rec in pending]
-    return [r for r, _ in records], sum(d for _, d in records)
+    return _Parsed([r for r, _ in records], sum(d for _, d in records), negative)
 
 
 def _to_record(rec: dict) -> tuple[ImageRecord, int]:
@@ -213,11 +239,12 @@ def _to_record(rec: dict) -> tuple[ImageRecord, int]:
     arr = np.array(rec["faces"], dtype=np.float64).reshape(-1, FACE_NUMBERS_FULL)
     keep = (arr[:, 2] > 0) & (arr[:, 3] > 0)
     arr = arr[keep]
+    lines = tuple(int(n) for n, k in zip(rec["lines"], keep, strict=True) if k)
     boxes = np.concatenate([arr[:, :2], arr[:, :2] + arr[:, 2:4]], axis=1).astype(np.float32)
     coords = arr[:, 4:19].reshape(-1, 5, 3)[:, :, :2].reshape(-1, 10)
     valid = ~(coords == -1.0).any(axis=1)
     lms = np.where(valid[:, None], coords, -1.0).astype(np.float32)
-    record = ImageRecord(rec["path"], boxes, lms, valid, rec["line"], rec["label_file"])
+    record = ImageRecord(rec["path"], boxes, lms, valid, rec["line"], rec["label_file"], lines)
     return record, int((~keep).sum())
 
 
@@ -227,8 +254,8 @@ def parse_label_file(label_path: Path | str, require_faces: bool = False) -> Par
     ``label_path`` may also be the folder that holds ``label.txt``. Images without faces are
     allowed unless ``require_faces``. Degenerate boxes are dropped with one warning.
     """
-    path = _resolve_label_file(label_path)
-    records, dropped = _parse(path, require_faces, errors=None)
+    path = resolve_label_file(label_path)
+    records, dropped, _ = _parse(path, require_faces, errors=None)
     if dropped:
         warnings.warn(
             f"{path}: dropped {dropped} degenerate box(es) with w <= 0 or h <= 0",
@@ -254,6 +281,7 @@ class DataReport:
     val_images: int = 0
     val_faces: int = 0
     errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # ``file:line: ...``: usable, but worth a look
 
     @property
     def ok(self) -> bool:
@@ -274,6 +302,11 @@ class DataReport:
             lines.append(f"validation: {self.val_root}")
             lines.append(f"  images               {self.val_images:>8,}")
             lines.append(f"  faces                {self.val_faces:>8,}")
+        if self.warnings:
+            lines.append(f"{len(self.warnings)} warning(s):")
+            lines += [f"  {w}" for w in self.warnings[:max_errors]]
+            if len(self.warnings) > max_errors:
+                lines.append(f"  ... and {len(self.warnings) - max_errors} more")
         if not with_errors:
             pass
         elif self.errors:
@@ -289,8 +322,12 @@ class DataReport:
         return self.format()
 
     def raise_if_errors(self) -> None:
-        if self.errors:
-            raise DataError(f"dataset {self.label_file} has errors:\n" + self.format(20))
+        if self.errors:  # one line: the first errors, each naming file and line
+            shown = "; ".join(self.errors[:3])
+            more = f" (and {len(self.errors) - 3} more)" if len(self.errors) > 3 else ""
+            raise DataError(
+                f"dataset {self.label_file}: {len(self.errors)} error(s): {shown}{more}"
+            )
 
 
 def size_histogram(heights: np.ndarray) -> dict[str, int]:
@@ -301,20 +338,32 @@ def size_histogram(heights: np.ndarray) -> dict[str, int]:
 
 
 def _check_images(
-    records: Sequence[ImageRecord], errors: list[str], workers: int = 4, progress: bool = False
+    records: Sequence[ImageRecord],
+    errors: list[str],
+    workers: int = 4,
+    progress: bool = False,
+    warnings_out: list[str] | None = None,
 ) -> int:
-    """Open every image like training does; append errors; return boxes lying outside images."""
+    """Decode every image strictly like training does; append errors (and, to ``warnings_out``,
+    each box lying entirely outside its image, by label line); return the number of such boxes."""
 
-    def check(rec: ImageRecord) -> tuple[str | None, int]:
-        if not rec.path.is_file():
-            return f"{rec.where}: image not found: {rec.path}", 0
-        image = cv2.imread(str(rec.path), cv2.IMREAD_COLOR)
-        if image is None:
-            return f"{rec.where}: image cannot be read (not a decodable image): {rec.path}", 0
+    def check(rec: ImageRecord) -> tuple[str | None, list[str]]:
+        try:
+            image = read_image(rec.path, rec.where)
+        except (FileNotFoundError, ValueError) as exc:
+            return str(exc), []
         h, w = image.shape[:2]
         b = rec.boxes
         outside = (b[:, 0] >= w) | (b[:, 1] >= h) | (b[:, 2] <= 0) | (b[:, 3] <= 0)
-        return None, int(outside.sum())
+        where = [
+            f"{rec.label_file}:{rec.face_lines[i]}" if rec.face_lines else rec.where
+            for i in np.flatnonzero(outside)
+        ]
+        return None, [
+            f"{loc}: box {', '.join(f'{v:g}' for v in b[i])} (x1, y1, x2, y2) lies outside the "
+            f"{w}x{h} image {rec.path.name}"
+            for loc, i in zip(where, np.flatnonzero(outside), strict=True)
+        ]
 
     outside = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -323,8 +372,10 @@ def _check_images(
             from tqdm import tqdm
 
             results = tqdm(results, total=len(records), desc="checking images", unit="img")
-        for err, n_out in results:
-            outside += n_out
+        for err, out_msgs in results:
+            outside += len(out_msgs)
+            if warnings_out is not None:
+                warnings_out.extend(out_msgs)
             if err:
                 errors.append(err)
     return outside
@@ -352,12 +403,14 @@ def validate_dataset(
     opened, otherwise every ``images/<event>/*.jpg``.
     """
     errors: list[str] = []
+    found_warnings: list[str] = []
     try:
-        path = _resolve_label_file(label_file)
+        path = resolve_label_file(label_file)
     except (FileNotFoundError, WiderFormatError) as exc:
         return DataReport(Path(label_file), errors=(str(exc),))
-    records, dropped = _parse(path, require_faces, errors)
-    outside = _check_images(records, errors, progress=progress)
+    records, dropped, negative = _parse(path, require_faces, errors)
+    errors.extend(negative)
+    outside = _check_images(records, errors, progress=progress, warnings_out=found_warnings)
     heights = np.concatenate([r.boxes[:, 3] - r.boxes[:, 1] for r in records] or [np.zeros(0)])
     report = {
         "images": len(records),
@@ -373,7 +426,8 @@ def validate_dataset(
         val_dir = _val_folder(Path(val_root).expanduser().absolute())
         val_records: list[ImageRecord] = []
         if (val_dir / "label.txt").is_file():
-            val_records, _ = _parse(val_dir / "label.txt", False, errors)
+            val_records, _, val_negative = _parse(val_dir / "label.txt", False, errors)
+            errors.extend(val_negative)
         elif (val_dir / "images").is_dir():
             val_records = [
                 ImageRecord(
@@ -398,17 +452,46 @@ def validate_dataset(
                 errors.append(str(exc))
         report["val_images"] = len(val_records)
         report["val_faces"] = int(sum(len(r.boxes) for r in val_records))
-    return DataReport(path, val_root=val_dir, errors=tuple(errors), **report)
+    return DataReport(
+        path, val_root=val_dir, errors=tuple(errors), warnings=tuple(found_warnings), **report
+    )
 
 
 # -- training dataset -------------------------------------------------------------------------
+def truncation_problem(data: bytes) -> str | None:
+    """Why a JPEG or PNG file's bytes are cut short (None: complete, or another format).
+
+    JPEG: an end-of-image marker (FF D9) must follow the last start-of-scan (FF DA); inside scan
+    data FF is always followed by 00 or a restart marker, so the EOI cannot be mistaken, an
+    embedded EXIF thumbnail's EOI lies before the main scan, and bytes after the EOI are allowed.
+    PNG: the IEND chunk must be there."""
+    if data[:2] == b"\xff\xd8":
+        sos = data.rfind(b"\xff\xda")
+        if sos < 0:
+            return "JPEG without image data (no start-of-scan marker)"
+        if data.find(b"\xff\xd9", sos + 2) < 0:
+            return "JPEG cut short: no end-of-image marker after its last scan"
+    elif data[:8] == b"\x89PNG\r\n\x1a\n" and data.rfind(b"IEND") < 0:
+        return "PNG cut short: no IEND chunk"
+    return None
+
+
 def read_image(path: Path, where: str = "") -> np.ndarray:
-    """cv2.imread with an error naming the image (and the label line) instead of ``None``."""
+    """Decode an image strictly, with errors naming it (and the label line): missing, truncated
+    (``truncation_problem``; libjpeg would only warn and fill the rest with grey) or not
+    decodable."""
+    prefix = f"{where}: " if where else ""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{prefix}image not found: {path}") from None
+    except OSError as exc:
+        raise ValueError(f"{prefix}image cannot be read ({exc.strerror or exc}): {path}") from None
+    problem = truncation_problem(data)
+    if problem is not None:
+        raise ValueError(f"{prefix}image is truncated ({problem}): {path}")
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        prefix = f"{where}: " if where else ""
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{prefix}image not found: {path}")
         raise ValueError(f"{prefix}image cannot be read (not a decodable image): {path}")
     return image
 
@@ -541,3 +624,22 @@ def iter_val_images(data_root: Path | str) -> Iterator[ValImage]:
                     f" missing: {path}"
                 )
             yield ValImage(event, name, path.absolute())
+
+
+def check_val_images(data_root: Path | str) -> int:
+    """Decode every val image of ``data_root`` strictly (``read_image``) before predicting;
+    raises ``DataError`` naming the first bad image (and how many more); returns the count."""
+    images = list(iter_val_images(data_root))
+    if not images:
+        raise FileNotFoundError(f"{Path(data_root) / 'val' / 'images'}: no validation images")
+    records = [
+        ImageRecord(v.path, np.zeros((0, 4), np.float32), np.zeros((0, 10), np.float32),
+                    np.zeros(0, bool))
+        for v in images
+    ]  # fmt: skip
+    errors: list[str] = []
+    _check_images(records, errors)
+    if errors:
+        more = f" (and {len(errors) - 1} more bad image(s))" if len(errors) > 1 else ""
+        raise DataError(f"{errors[0]}{more}")
+    return len(images)

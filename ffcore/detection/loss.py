@@ -58,7 +58,7 @@ def match_batch(
             variances,
         )
         face_w = t.get("weights")
-        if face_w is None or face_w.numel() == 0:  # no face (mixup of two empty images): no weight
+        if face_w is None or face_w.numel() == 0:  # no face (mixup of two faceless images too)
             w = torch.ones(priors.shape[0], device=priors.device)
         else:
             face_w = face_w.to(priors.device, torch.float32)

@@ -16,6 +16,8 @@ back by dividing x by ``new_w / w`` and y by ``new_h / h``. Boxes are not clippe
 from __future__ import annotations
 
 import math
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,12 +185,21 @@ def ground_truth_dir(data_root: str | Path) -> Path:
 def evaluate_model(model: nn.Module, data_root: str | Path, out_dir: str | Path, **kwargs):
     """``predict_dataset`` then ``ffcore.evaluation.evaluate_folder``; returns a WiderResult.
     Where ``<data_root>/val/label.txt`` holds landmarks (the synthetic set; a held-out part of
-    WIDER train laid out as val), the result also carries their NME (``result.landmarks``)."""
+    WIDER train laid out as val), the result also carries their NME (``result.landmarks``).
+
+    The ground truth is read and every val image decoded before the first prediction; the
+    predictions are written to a temporary sibling folder and moved into ``out_dir`` only once
+    scored, so a failure leaves ``out_dir`` as it was."""
     import dataclasses
 
+    from ffcore.data.wider_mat import read_ground_truth
+    from ffcore.data.widerface import check_val_images
     from ffcore.evaluation.landmarks import LandmarkAccumulator
     from ffcore.evaluation.wider_ap import evaluate_folder
 
+    gt_dir = ground_truth_dir(data_root)
+    read_ground_truth(gt_dir)  # missing or bad .mat files: an error before any work
+    check_val_images(data_root)
     truth = val_landmarks(data_root)
     acc = LandmarkAccumulator()
 
@@ -197,11 +208,27 @@ def evaluate_model(model: nn.Module, data_root: str | Path, out_dir: str | Path,
         if gt is not None:
             acc.add(dets.boxes, dets.scores, dets.landmarks, *gt)
 
-    pred_dir = predict_dataset(
-        model, data_root, out_dir, on_image=score if truth else None, **kwargs
-    )
-    result = evaluate_folder(pred_dir, ground_truth_dir(data_root))
+    out = Path(out_dir)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        predict_dataset(model, data_root, tmp, on_image=score if truth else None, **kwargs)
+        result = evaluate_folder(tmp, gt_dir)
+        _move_into(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return dataclasses.replace(result, landmarks=acc.result()) if truth else result
+
+
+def _move_into(src: Path, dst: Path) -> None:
+    """Move the files of ``src`` into ``dst`` (created when missing), replacing same names."""
+    if not dst.exists():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+        return
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        target = dst / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
 
 
 def val_landmarks(data_root: str | Path) -> dict[tuple[str, str], tuple[np.ndarray, ...]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,15 @@ def save_checkpoint(
     return path
 
 
+def _first_line(exc: BaseException) -> str:
+    """``Type: first sentence`` of an exception, without advice about ``weights_only``."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    text = text.split(". ")[0] if len(text) > 160 else text
+    if "weights" in text.lower():  # PyTorch's weights_only refusal: its advice is unsafe
+        text = "not a torch.save file of tensors"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read and check a checkpoint (``weights_only=True``); any problem is a CheckpointError."""
     path = Path(path)
@@ -129,10 +139,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated, corrupt, or pickled objects weights_only refuses
+        if isinstance(exc, pickle.UnpicklingError) and "Unsupported global" in str(exc):
+            # PyTorch's own message advises weights_only=False: an unsafe load, never passed on
+            raise CheckpointError(
+                f"{path}: not an ffcore checkpoint: it holds pickled Python objects (e.g. a "
+                "whole nn.Module saved with torch.save(model)), which are never loaded "
+                "(unsafe); an ffcore checkpoint holds only tensors and plain containers"
+            ) from None
         raise CheckpointError(
-            f"{path}: not a readable checkpoint (truncated or corrupt?): {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}"
-        ) from exc
+            f"{path}: not a readable checkpoint (truncated or corrupt?): {_first_line(exc)}"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         keys = sorted(state)[:6] if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(
@@ -181,7 +197,9 @@ def load_model(
     the checkpoint's phase; returned in eval mode. ``info``: phase, epoch, epochs, complete,
     model_config, train_config, path."""
     from ffcore.models import build_from_config
+    from ffcore.models.device import resolve_device
 
+    map_location = resolve_device(map_location)  # an unavailable device is not a bad file
     state = load_checkpoint(path, map_location)
     model = build_from_config(model_config_of(state))
     load_weights(model, state)
@@ -206,8 +224,9 @@ def checkpoint_info(state: dict[str, Any]) -> dict[str, Any]:
 # -- phase start rules ------------------------------------------------------------------------
 def start_mode(phase: Phase, state: dict[str, Any] | None) -> str:
     """How ``phase`` uses a starting checkpoint: "fresh" (none; phase 1 only), "start" (the
-    previous phase's final checkpoint: weights only) or "resume" (a mid-phase checkpoint of this
-    phase: everything). Anything else is a CheckpointError saying what the phase needs."""
+    previous phase's final checkpoint: weights only), "resume" (a mid-phase checkpoint of this
+    phase: everything) or "finish" (a complete checkpoint of this phase: write the final
+    checkpoint and last log row that a kill prevented). Anything else is a CheckpointError saying what the phase needs."""
     needs = (
         f"phase {phase.id} starts from the final checkpoint of phase {phase.starts_from} "
         f"(e.g. weights/phase{phase.starts_from}/phase{phase.starts_from}_epoch_N.pth)"
@@ -223,9 +242,9 @@ def start_mode(phase: Phase, state: dict[str, Any] | None) -> str:
     found = f"{where} is from phase {state['phase']} after epoch {state['epoch']}/{state['epochs']}"
     complete = state["epoch"] >= state["epochs"]
     if state["phase"] == phase.id:
-        if complete:
-            raise CheckpointError(f"{found}: phase {phase.id} is already complete; {needs}")
-        return "resume"
+        # complete: a kill may have come between latest.pth and the final checkpoint; the phase
+        # then only writes what is missing (fit_phase refuses when nothing is)
+        return "finish" if complete else "resume"
     if state["phase"] == phase.starts_from:
         if not complete:
             raise CheckpointError(f"{found}: that phase did not finish; resume it first. {needs}")

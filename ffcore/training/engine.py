@@ -21,9 +21,13 @@ alone writes checkpoints and logs. ``batch_size`` is per process.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import os
+import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,12 +39,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from ffcore.config import TrainConfig, to_dict
+from ffcore.config import DEFAULT_VARIANT, TrainConfig, to_dict
 from ffcore.data.widerface import collate
 from ffcore.detection.loss import LOSS_TERMS, MultiBoxLoss
 from ffcore.detection.priors import prior_boxes
+from ffcore.models.device import resolve_device
 from ffcore.schedule import Phase, get_phase
 from ffcore.training.checkpoint import (
+    CheckpointError,
     final_checkpoint_name,
     load_checkpoint,
     load_weights,
@@ -51,6 +57,7 @@ from ffcore.training.checkpoint import (
 )
 from ffcore.training.distributed import DistInfo, all_finite, dist_from_env, distributed
 from ffcore.training.history import EPOCHS, HISTORY, History
+from ffcore.training.lock import PhaseLock
 from ffcore.training.mixup import mixup_batch
 from ffcore.training.probe import Probe, make_probe, probe_losses, to_device
 
@@ -83,18 +90,6 @@ class FitResult:
 
 
 # -- pieces -----------------------------------------------------------------------------------
-def resolve_device(name: str | None, local_rank: int = 0) -> torch.device:
-    if name is None:
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} requested but CUDA is not available")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-    return device
-
-
 def phase_epochs_and_t0(phase: Phase, epochs: int | None) -> tuple[int, int]:
     """Epochs to run and the cosine period: the table's, or T_0 = epochs for a shorter run."""
     n = phase.epochs if epochs is None else int(epochs)
@@ -124,9 +119,20 @@ def _validate(label_file: Path, info: DistInfo) -> None:
     message = [None]
     if info.main:
         try:
-            validate_dataset(label_file).raise_if_errors()
+            report = validate_dataset(label_file)
+            report.raise_if_errors()
         except ValueError as exc:
             message[0] = str(exc)
+        else:
+            if report.warnings:
+                shown = "\n  ".join(report.warnings[:10])
+                more = len(report.warnings) - 10
+                warnings.warn(
+                    f"{report.label_file}: {len(report.warnings)} suspicious label(s); training "
+                    f"goes on (random crops drop boxes outside the image):\n  {shown}"
+                    + (f"\n  ... and {more} more" if more > 0 else ""),
+                    stacklevel=3,
+                )
     if info.enabled:
         dist.broadcast_object_list(message, src=0)
     if message[0] is not None:
@@ -135,22 +141,32 @@ def _validate(label_file: Path, info: DistInfo) -> None:
 
 def build_dataset(config: TrainConfig, info: DistInfo) -> Dataset:
     """The augmented training set of ``config.training_dataset``, validated first."""
-    from ffcore.data.widerface import WiderFaceDataset
+    from ffcore.data.widerface import WiderFaceDataset, resolve_label_file
 
     if config.training_dataset is None:
         raise ValueError("training_dataset (path of train/label.txt) is required")
-    label_file = Path(config.training_dataset)
-    if not label_file.is_file():
-        raise FileNotFoundError(f"training dataset label file not found: {label_file}")
+    label_file = resolve_label_file(config.training_dataset)  # label.txt or its folder
     _validate(label_file, info)
     return WiderFaceDataset(label_file, config.image_size, augment=True, seed=config.seed)
+
+
+def check_variant(variant: str | None, state: dict[str, Any] | None) -> None:
+    """An explicit ``variant`` must be the starting checkpoint's: a phase never changes model."""
+    if variant is None or state is None:
+        return
+    held = model_config_of(state).variant
+    if held != variant:
+        raise ValueError(
+            f"variant {variant!r} was asked for, but {state['path']} holds variant {held!r}; "
+            f"a phase continues the checkpoint's model (ask for {held!r} or leave the variant out)"
+        )
 
 
 def _build_model(config: TrainConfig, state: dict[str, Any] | None) -> nn.Module:
     from ffcore.models import build_from_config, build_model
 
     if state is None:
-        model = build_model(config.variant)
+        model = build_model(config.variant or DEFAULT_VARIANT)
         if config.backbone_init is not None:
             from ffcore.models.reference import init_backbone  # needs the pretrained extra
 
@@ -266,18 +282,24 @@ def fit_phase(
     info = dist_from_env()
     device = resolve_device(config.device, info.local_rank)
     state = load_checkpoint(config.resume_net) if config.resume_net else None
+    check_variant(config.variant, state)
     mode = start_mode(phase, state)
-    planned = config.epochs if config.epochs is not None or mode != "resume" else state["epochs"]
+    resuming = mode in ("resume", "finish")
+    planned = config.epochs if config.epochs is not None or not resuming else state["epochs"]
     epochs, t0 = phase_epochs_and_t0(phase, planned)
-    start_epoch = state["epoch"] if mode == "resume" else 0
-    if start_epoch >= epochs:
+    start_epoch = state["epoch"] if resuming else 0
+    if start_epoch > epochs or (start_epoch == epochs and mode != "finish"):
         raise ValueError(f"{config.resume_net}: already {start_epoch} epochs of {epochs} done")
     end_epoch = epochs if stop_after_epoch is None else min(epochs, stop_after_epoch)
 
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     out_dir = Path(config.save_folder) / phase.folder
-    with distributed(info, device):
+    final = out_dir / final_checkpoint_name(phase, epochs)
+    lock = PhaseLock(out_dir) if info.main else contextlib.nullcontext()
+    with lock, distributed(info, device):
+        if mode == "finish":
+            _check_unfinished(config.resume_net, final, out_dir / EPOCHS, epochs)
         data = dataset if dataset is not None else build_dataset(config, info)
         probe = make_probe(data, config.probe_images)
         model = _build_model(config, state)
@@ -287,7 +309,7 @@ def fit_phase(
         scheduler = make_scheduler(optimizer, t0)
         use_amp = config.amp and device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-        if mode == "resume":
+        if resuming:
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             if state.get("scaler") is not None and use_amp:
@@ -348,7 +370,6 @@ def fit_phase(
             scaler=scaler,
         )
         latest = out_dir / LATEST
-        final = out_dir / final_checkpoint_name(phase, epochs)
         last_good = config.resume_net
         try:
             if start_epoch == 0:
@@ -369,6 +390,8 @@ def fit_phase(
                         time.perf_counter() - tick,
                     )
                 )  # fmt: skip
+            if mode == "finish" and info.main:
+                _finish_phase(Path(config.resume_net), final, history, loop, probe)
         finally:
             history.close()
     return FitResult(
@@ -385,6 +408,39 @@ def fit_phase(
         probe_losses=history.column("probe_total"),
         epochs_csv=out_dir / EPOCHS,
     )
+
+
+def _check_unfinished(resume_net: str, final: Path, epochs_csv: Path, epochs: int) -> None:
+    """A complete checkpoint of this phase may only finish a phase that a kill left unfinished
+    (final checkpoint or last ``epochs.csv`` row missing); otherwise the phase is done."""
+    from ffcore.training.history import has_epoch_row
+
+    if final.is_file() and has_epoch_row(epochs_csv, epochs):
+        raise CheckpointError(
+            f"{resume_net}: phase is already complete ({final} and the last row of "
+            f"{epochs_csv} exist); start the next phase from {final}"
+        )
+
+
+def _finish_phase(
+    latest: Path, final: Path, history: History, loop: PhaseLoop, probe: Probe | None
+) -> None:
+    """Complete what a kill after the last ``latest.pth`` left undone: the final checkpoint (the
+    same state as ``latest``, copied atomically) and the last ``epochs.csv`` row."""
+    if latest.resolve() != final.resolve():
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        try:
+            shutil.copyfile(latest, tmp)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+    if not history.has_epoch(loop.epochs):
+        lr = history.last_lr()
+        history.add_epoch(
+            _epoch_row(
+                loop.phase, loop.epochs, history.train_mean(loop.epochs), loop, probe, lr, math.nan
+            )
+        )
 
 
 def _epoch_row(

@@ -42,6 +42,19 @@ def _read_rows(path: Path, keep_epochs: int) -> list[dict[str, Any]]:
         return [r for r in csv.DictReader(f) if int(r["epoch"]) <= keep_epochs]
 
 
+def remove_event_files(tb_dir: Path) -> list[Path]:
+    """Delete the TensorBoard event files in ``tb_dir`` (those of an earlier or killed run)."""
+    stale = sorted(tb_dir.glob("events.out.tfevents.*")) if tb_dir.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def has_epoch_row(epochs_csv: Path, epoch: int) -> bool:
+    """Whether ``epochs.csv`` has the row of ``epoch`` (epochs completed)."""
+    return any(int(r["epoch"]) == epoch for r in _read_rows(epochs_csv, epoch))
+
+
 class _Table:
     """A CSV that is rewritten on open (keeping the rows of completed epochs) and appended to."""
 
@@ -75,8 +88,11 @@ class History:
         from torch.utils.tensorboard import SummaryWriter  # slow import: only where used
 
         last = self.iterations.rows[-1]["step"] if self.iterations.rows else None
+        tb_dir = out_dir / "tensorboard"
+        if last is None:  # a fresh start rewrites the whole history: old event files go too
+            remove_event_files(tb_dir)
         self._writer = SummaryWriter(
-            log_dir=str(out_dir / "tensorboard"), purge_step=None if last is None else int(last) + 1
+            log_dir=str(tb_dir), purge_step=None if last is None else int(last) + 1
         )
 
     def add(self, row: dict[str, Any]) -> None:
@@ -101,6 +117,15 @@ class History:
             return math.nan
         values = [float(r["total"]) for r in self.iterations.rows if int(r["epoch"]) == epoch]
         return float(np.mean(values)) if values else math.nan
+
+    def has_epoch(self, epoch: int) -> bool:
+        return self.enabled and any(int(r["epoch"]) == epoch for r in self.epochs.rows)
+
+    def last_lr(self) -> float:
+        """The learning rate of the last logged iteration (NaN when there is none)."""
+        if not self.enabled or not self.iterations.rows:
+            return math.nan
+        return float(self.iterations.rows[-1]["lr"])
 
     def column(self, name: str, first_epoch: int = 0) -> tuple[float, ...]:
         if not self.enabled:

@@ -1,0 +1,13 @@
+"""The seed's command for phase 2a: `python train/train_phase2a.py [flags]` is
+`python -m ffcore train --phase 2a [flags]` (same flags and defaults: dataset
+./data/widerface/train/label.txt, checkpoints under ./weights/phase2a/)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
+
+from ffcore.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    raise SystemExit(main(["train", "--phase", "2a", *sys.argv[1:]]))
