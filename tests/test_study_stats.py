@@ -9,7 +9,14 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ffcore.report.study import paired_differences, sentence, summarize, t_interval, verdict
+from ffcore.report.study import (
+    paired_differences,
+    resolution,
+    sentence,
+    summarize,
+    t_interval,
+    verdict,
+)
 
 
 def test_t_interval_by_hand() -> None:
@@ -79,3 +86,16 @@ def test_sentence_reads_like_the_issue() -> None:
         sentence("ECA-CBAM - CBAM", "hard", 3, 0.004, -0.012, 0.020)
         == "ECA-CBAM - CBAM on hard: +0.4 points [-1.2, +2.0], n = 3: no significant difference"
     )
+
+
+def test_resolution_by_hand() -> None:
+    frame = _frame()
+    frame = frame[frame.configuration != "none"]
+    res = resolution(frame, paired_differences(frame))
+    # sd(0.70, 0.72, 0.74) = 0.02; sd(0.71, 0.74, 0.75) = 0.0208167: mean 2.0408 points
+    assert res.loc["hard", "seed sd (AP points)"] == pytest.approx(
+        (2.0 + 100 * np.std([0.71, 0.74, 0.75], ddof=1)) / 2
+    )
+    # paired differences 0.01, 0.02, 0.01: half-width t(0.975, 2) * 0.0057735 / sqrt(3)
+    half = 4.302652729749464 * np.std([0.01, 0.02, 0.01], ddof=1) / math.sqrt(3)
+    assert res.loc["hard", "resolvable (AP points)"] == pytest.approx(100 * half)
