@@ -386,11 +386,20 @@ def evaluate_folder(pred_dir: str | Path, gt_dir: str | Path) -> WiderResult:
     return evaluate(read_predictions(pred_dir, gt), gt)
 
 
-def save_ap_json(result: WiderResult, path: str | Path) -> Path:
-    """Write ``{"easy": .., "medium": .., "hard": ..}`` (fractions) to ``path``."""
+def ap_record(result: WiderResult, protocol: str | None = None) -> dict[str, float | str | None]:
+    """``{"easy": .., "medium": .., "hard": ..}`` (fractions), plus ``"protocol"`` (how the
+    predictions were made, e.g. ``"original scale"``; ``DetectParams.protocol``) when given."""
+    record: dict[str, float | str | None] = dict(result.as_dict())
+    if protocol is not None:
+        record["protocol"] = protocol
+    return record
+
+
+def save_ap_json(result: WiderResult, path: str | Path, protocol: str | None = None) -> Path:
+    """Write ``ap_record(result, protocol)`` to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+    path.write_text(json.dumps(ap_record(result, protocol), indent=2) + "\n")
     return path
 
 
