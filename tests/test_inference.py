@@ -14,7 +14,15 @@ import torch
 from torch import nn
 
 from ffcore.detection.priors import num_priors
-from ffcore.evaluation.inference import Detections, detect, draw_detections, predict_dataset
+from ffcore.evaluation.inference import (
+    Detections,
+    DetectParams,
+    detect,
+    detect_batch,
+    draw_detections,
+    image_paths,
+    predict_dataset,
+)
 from ffcore.evaluation.wider_ap import evaluate_folder, read_prediction_file
 
 
@@ -110,7 +118,7 @@ def test_predict_dataset_writes_the_official_layout(tmp_path: Path) -> None:
 
 def test_find_failures_by_hand(tmp_path: Path) -> None:
     from ffcore.data.wider_mat import GroundTruth, write_ground_truth
-    from ffcore.evaluation.inference import find_failures
+    from ffcore.evaluation.failures import find_failures
     from ffcore.evaluation.wider_ap import write_predictions
 
     faces = np.array([[10.0, 10, 20, 20], [50, 40, 30, 36], [2, 2, 5, 6]])
@@ -153,3 +161,73 @@ def test_reference_weights_find_the_one_face_at_both_scales(photo: np.ndarray) -
     inter = np.prod(np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None))
     union = np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - inter
     assert inter / union > 0.8
+
+
+class BatchFixedHead(FixedHead):
+    """FixedHead for a batch: the same hot priors in every image of the batch."""
+
+    def forward(self, x: torch.Tensor):
+        loc, logits, ldm = super().forward(x[:1])
+        self.seen = tuple(x.shape)
+        b = x.shape[0]
+        return loc.expand(b, -1, -1), logits.expand(b, -1, -1), ldm.expand(b, -1, -1)
+
+
+def test_batch_maps_each_image_back_from_the_common_canvas() -> None:
+    model = BatchFixedHead({0: 0.0})  # prior 0: a 16 px box centred at (4, 4) of the canvas
+    small, big = np.zeros((40, 50, 3), np.uint8), np.zeros((100, 60, 3), np.uint8)
+    d_small, d_big = detect_batch(model, [small, big], image_size=50)
+    # resized: small 50x40 (scale 1) -> 64x64, big 30x50 (scale 1/2) -> 64x32; canvas 64x64
+    assert model.seen == (2, 3, 64, 64)
+    np.testing.assert_allclose(d_small.boxes, [[-4, -4, 12, 12]], atol=1e-4)
+    np.testing.assert_allclose(d_big.boxes, [[-8, -8, 24, 24]], atol=1e-4)
+    np.testing.assert_allclose(d_big.landmarks, np.full((1, 5, 2), 8.0), atol=1e-4)
+    with pytest.raises(ValueError, match="canvas 32x32"):
+        detect_batch(model, [small], canvas=(32, 32))
+
+
+def test_detect_params_are_checked_and_name_the_protocol() -> None:
+    assert DetectParams().protocol == "original scale"
+    assert DetectParams(image_size=640).protocol == "long side resized to 640"
+    with pytest.raises(ValueError, match="nms_iou"):
+        DetectParams(nms_iou=0.0)
+    with pytest.raises(ValueError, match="conf_threshold"):
+        DetectParams(conf_threshold=1.0)
+    with pytest.raises(TypeError, match="nms"):
+        detect(FixedHead({}), np.zeros((32, 32, 3), np.uint8), nms=0.3)
+
+
+def test_batched_detect_matches_single_image_detect(photo: np.ndarray) -> None:
+    """Real weights (the RetinaFace reference; random weights tie scores): images whose padded
+    size is the canvas give exactly detect()'s boxes; a smaller one gives what detect_batch
+    gives it alone on that canvas, and the same face as detect() at IoU > 0.9."""
+    pytest.importorskip("retinaface", reason="the pretrained extra is not installed")
+    from ffcore.models import reference as pretrained
+
+    model = pretrained.load_reference_model()
+    a = cv2.resize(photo, (256, 300))  # padded to 320x256
+    b = cv2.flip(a, 1)  # same size, other content
+    c = cv2.resize(photo, (160, 188))  # padded to 192x160
+    params = DetectParams(conf_threshold=0.05)
+    batched = detect_batch(model, [a, b, c], params)
+    for image, got in zip((a, b), batched[:2], strict=True):
+        want = detect(model, image, params)
+        assert len(got) == len(want) >= 1
+        np.testing.assert_allclose(got.boxes, want.boxes, atol=1e-3)
+        np.testing.assert_allclose(got.scores, want.scores, atol=1e-5)
+    alone = detect_batch(model, [c], params, canvas=(320, 256))[0]
+    np.testing.assert_allclose(batched[2].boxes, alone.boxes, atol=1e-3)
+    single = detect(model, c, params)
+    assert batched[2].scores[0] > 0.9 and single.scores[0] > 0.9
+    p, q = batched[2].boxes[0], single.boxes[0]
+    inter = np.prod(np.clip(np.minimum(p[2:], q[2:]) - np.maximum(p[:2], q[:2]), 0, None))
+    assert inter / (np.prod(p[2:] - p[:2]) + np.prod(q[2:] - q[:2]) - inter) > 0.9
+
+
+def test_image_paths_expand_folders_and_globs(tmp_path: Path) -> None:
+    for name in ("b.png", "a.jpg", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert image_paths([tmp_path]) == [tmp_path / "a.jpg", tmp_path / "b.png"]
+    assert image_paths([str(tmp_path / "*.png"), tmp_path / "b.png"]) == [tmp_path / "b.png"]
+    with pytest.raises(FileNotFoundError, match="nothing-here"):
+        image_paths([tmp_path / "nothing-here*.jpg"])

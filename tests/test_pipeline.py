@@ -45,7 +45,7 @@ def test_smoke_reproduction(tmp_path) -> None:
 
     # 06 and 07: AP per phase, the metrics summary
     ap = json.loads((run / "06_evaluation" / "ap.json").read_text())
-    assert set(ap) == {"easy", "medium", "hard", "landmarks"}  # synthetic val has landmarks
+    assert set(ap) == {"easy", "medium", "hard", "landmarks", "protocol"}  # val has landmarks
     assert ap["landmarks"]["faces_with_landmarks"] > 0
     by_phase = pd.read_csv(run / "06_evaluation" / "ap_by_phase.csv", dtype={"phase": str})
     assert list(by_phase.phase) == list(PHASES)

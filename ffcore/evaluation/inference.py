@@ -1,8 +1,9 @@
-"""Face detection with a FeatherFace model: one image, or the whole WIDER FACE val set to txt.
+"""Face detection with a FeatherFace model: one image, a batch, or the WIDER FACE val set to txt.
 
-``detect`` follows RetinaFace's test procedure: priors for the input's own size, softmax on the
-class logits, confidence threshold (0.02), the ``top_k`` (5000) best before NMS,
-``torchvision.ops.nms`` at IoU 0.4, the ``keep_top_k`` (750) best after it.
+``detect`` follows RetinaFace's test procedure (``DetectParams``' defaults): priors for the
+input's own size, softmax on the class logits, confidence threshold (0.02), the ``top_k`` (5000)
+best before NMS, ``torchvision.ops.nms`` at IoU 0.4, the ``keep_top_k`` (750) best after it.
+``detect_batch`` runs several images in one forward pass on a common canvas.
 
 Coordinates: the network input is the image placed at the top-left of a canvas whose height and
 width are multiples of 32 (the largest stride), the rest filled with the mean colour (0 after
@@ -15,10 +16,11 @@ back by dividing x by ``new_w / w`` and y by ``new_h / h``. Boxes are not clippe
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,46 @@ class Detections:
 
 
 @dataclass(frozen=True)
+class DetectParams:
+    """What turns network outputs into detections, shared by ``detect``, ``detect_batch`` and
+    ``predict_dataset``. Defaults: RetinaFace's test procedure at original scale.
+
+    ``conf_threshold``: keep priors scoring above it; ``top_k``: the best kept before NMS;
+    ``nms_iou``: NMS IoU; ``keep_top_k``: the best kept after NMS; ``image_size``: None keeps the
+    original scale, S resizes the longer side to S first (see the module docstring).
+    """
+
+    conf_threshold: float = 0.02
+    nms_iou: float = 0.4
+    top_k: int = 5000
+    keep_top_k: int = 750
+    image_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.conf_threshold < 1.0:
+            raise ValueError(f"conf_threshold must be in [0, 1), got {self.conf_threshold}")
+        if not 0.0 < self.nms_iou <= 1.0:
+            raise ValueError(f"nms_iou must be in (0, 1], got {self.nms_iou}")
+        if self.top_k < 1 or self.keep_top_k < 1:
+            raise ValueError(
+                f"top_k and keep_top_k must be >= 1, got {self.top_k}, {self.keep_top_k}"
+            )
+        if self.image_size is not None and self.image_size <= 0:
+            raise ValueError(f"image_size must be positive or None, got {self.image_size}")
+
+    @property
+    def protocol(self) -> str:
+        """The evaluation protocol in words: ``original scale`` or ``long side resized to S``."""
+        if self.image_size is None:
+            return "original scale"
+        return f"long side resized to {self.image_size}"
+
+    def with_overrides(self, **overrides: float | int | None) -> DetectParams:
+        """A copy with some fields replaced; an unknown name is a TypeError naming it."""
+        return dataclasses.replace(self, **overrides) if overrides else self
+
+
+@dataclass(frozen=True)
 class _Prepared:
     tensor: torch.Tensor  # [1, 3, H_pad, W_pad]
     scale_xy: tuple[float, float]  # resized / original, per axis
@@ -91,86 +133,175 @@ def _device_of(model: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-def detect(
-    model: nn.Module,
-    image_bgr: np.ndarray,
-    *,
-    conf_threshold: float = 0.02,
-    top_k: int = 5000,
-    nms_iou: float = 0.4,
-    keep_top_k: int = 750,
-    image_size: int | None = None,
-    device: str | torch.device | None = None,
-) -> Detections:
-    """Detect faces in an HxWx3 uint8 BGR image (OpenCV order); see the module docstring.
+def _stack_on_canvas(preps: Sequence[_Prepared], canvas: tuple[int, int] | None) -> torch.Tensor:
+    """[B, 3, H, W]: each padded input at the top-left of the batch's canvas (0 = mean colour)."""
+    ph = max(p.tensor.shape[-2] for p in preps)
+    pw = max(p.tensor.shape[-1] for p in preps)
+    if canvas is not None:
+        if canvas[0] < ph or canvas[1] < pw or canvas[0] % STRIDE or canvas[1] % STRIDE:
+            raise ValueError(
+                f"canvas {canvas[0]}x{canvas[1]} must be multiples of {STRIDE} holding every "
+                f"padded image (largest {ph}x{pw}); resize with image_size first"
+            )
+        ph, pw = canvas
+    batch = torch.zeros(len(preps), 3, ph, pw)
+    for k, p in enumerate(preps):
+        h, w = p.tensor.shape[-2:]
+        batch[k, :, :h, :w] = p.tensor[0]
+    return batch
 
-    ``device`` None: the model's device; otherwise the model is moved there. The model runs in
-    eval mode (its train/eval mode is restored afterwards).
+
+def detect_batch(
+    model: nn.Module,
+    images_bgr: Sequence[np.ndarray],
+    params: DetectParams | None = None,
+    *,
+    device: str | torch.device | None = None,
+    canvas: tuple[int, int] | None = None,
+    **overrides: float | int | None,
+) -> list[Detections]:
+    """Detect faces in several HxWx3 uint8 BGR images with one forward pass.
+
+    Each image is prepared as ``detect`` prepares it, then placed at the top-left of a common
+    canvas (the largest padded height and width of the batch, or ``canvas`` (H, W) for a model
+    with a fixed input size); priors are those of the canvas. Images whose padded size equals the
+    canvas get exactly ``detect``'s result; a smaller one differs slightly near its bottom and
+    right edges, where it now borders the canvas' mean-colour fill instead of the convolutions'
+    zero padding (BatchNorm shifts make the two differ after the first layer).
+    ``params`` (default ``DetectParams()``) with ``overrides`` replacing some of its fields.
     """
-    prep = _prepare(image_bgr, image_size)
+    params = (params or DetectParams()).with_overrides(**overrides)
+    if len(images_bgr) == 0:
+        return []
+    preps = [_prepare(image, params.image_size) for image in images_bgr]
+    batch = _stack_on_canvas(preps, canvas)
     dev = torch.device(device) if device is not None else _device_of(model)
     model.to(dev)
     with eval_mode(model), torch.inference_mode():
-        loc, logits, ldm = model(prep.tensor.to(dev))
-    ph, pw = prep.tensor.shape[-2:]
+        loc, logits, ldm = model(batch.to(dev))
+    ph, pw = batch.shape[-2:]
     priors = prior_boxes((ph, pw)).to(dev)
-    if loc.shape[1] != priors.shape[0]:
+    if loc.shape[1] != priors.shape[0] or loc.shape[0] != len(preps):
         raise ValueError(
-            f"the model returns {loc.shape[1]} boxes for a {ph}x{pw} input but there are "
-            f"{priors.shape[0]} priors: is it a FeatherFace/RetinaFace model?"
+            f"the model returns {loc.shape[0]}x{loc.shape[1]} boxes for a {len(preps)}x3x{ph}x{pw}"
+            f" input but there are {priors.shape[0]} priors: is it a FeatherFace/RetinaFace model?"
         )
-    sx, sy = prep.scale_xy
-    scale = torch.tensor([pw / sx, ph / sy], device=dev)
-    boxes = decode_boxes(loc[0], priors) * scale.repeat(2)
-    landmarks = decode_landmarks(ldm[0], priors).reshape(-1, 5, 2) * scale
-    scores = torch.softmax(logits[0], dim=-1)[:, 1]
+    all_scores = torch.softmax(logits, dim=-1)[..., 1]
+    out = []
+    for k, prep in enumerate(preps):
+        sx, sy = prep.scale_xy
+        scale = torch.tensor([pw / sx, ph / sy], device=dev)
+        boxes = decode_boxes(loc[k], priors) * scale.repeat(2)
+        landmarks = decode_landmarks(ldm[k], priors).reshape(-1, 5, 2) * scale
+        scores = all_scores[k]
+        keep = torch.nonzero(scores > params.conf_threshold).squeeze(1)
+        keep = keep[torch.argsort(scores[keep], descending=True, stable=True)[: params.top_k]]
+        kept = nms(boxes[keep].float(), scores[keep].float(), params.nms_iou)[: params.keep_top_k]
+        keep = keep[kept]
+        out.append(
+            Detections(
+                boxes=boxes[keep].float().cpu().numpy(),
+                scores=scores[keep].float().cpu().numpy(),
+                landmarks=landmarks[keep].float().cpu().numpy(),
+            )
+        )
+    return out
 
-    keep = torch.nonzero(scores > conf_threshold).squeeze(1)
-    keep = keep[torch.argsort(scores[keep], descending=True, stable=True)[:top_k]]
-    kept = nms(boxes[keep].float(), scores[keep].float(), nms_iou)[:keep_top_k]
-    keep = keep[kept]
-    return Detections(
-        boxes=boxes[keep].float().cpu().numpy(),
-        scores=scores[keep].float().cpu().numpy(),
-        landmarks=landmarks[keep].float().cpu().numpy(),
-    )
+
+def detect(
+    model: nn.Module,
+    image_bgr: np.ndarray,
+    params: DetectParams | None = None,
+    *,
+    device: str | torch.device | None = None,
+    **overrides: float | int | None,
+) -> Detections:
+    """Detect faces in an HxWx3 uint8 BGR image (OpenCV order); see the module docstring.
+
+    ``params`` (default ``DetectParams()``) with ``overrides`` replacing some of its fields, e.g.
+    ``detect(model, image, conf_threshold=0.5)``. ``device`` None: the model's device; otherwise
+    the model is moved there. The model runs in eval mode (its mode is restored afterwards).
+    """
+    return detect_batch(model, [image_bgr], params, device=device, **overrides)[0]
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def image_paths(specs: Sequence[str | Path]) -> list[Path]:
+    """Image files named by ``specs``: files as given, folders' images (sorted, not recursive),
+    glob patterns expanded (sorted); duplicates dropped, order kept. A spec that names nothing is
+    a FileNotFoundError naming it."""
+    import glob
+
+    found: list[Path] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            hits = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            hits = [path]
+        elif glob.has_magic(str(spec)):
+            hits = sorted(Path(p) for p in glob.glob(str(spec)) if Path(p).is_file())
+        else:
+            hits = []
+        if not hits:
+            raise FileNotFoundError(f"{spec}: no image file, folder of images or matching glob")
+        found += hits
+    return list(dict.fromkeys(found))
+
+
+def detect_files(
+    model: nn.Module,
+    paths: Sequence[str | Path],
+    params: DetectParams | None = None,
+    *,
+    batch_size: int = 8,
+    device: str | torch.device | None = None,
+    canvas: tuple[int, int] | None = None,
+    progress: bool = True,
+) -> Iterator[tuple[Path, Detections]]:
+    """(path, detections) for each image file, in order, run ``batch_size`` images per forward
+    pass (``detect_batch``); a tqdm bar over the images on stderr when ``progress``."""
+    from ffcore.data.widerface import read_image
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    paths = [Path(p) for p in paths]
+    with tqdm(total=len(paths), desc="detect", unit="img", disable=not progress) as bar:
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start : start + batch_size]
+            images = [read_image(p) for p in chunk]
+            dets = detect_batch(model, images, params, device=device, canvas=canvas)
+            yield from zip(chunk, dets, strict=True)
+            bar.update(len(chunk))
 
 
 def predict_dataset(
     model: nn.Module,
     data_root: str | Path,
     out_dir: str | Path,
+    params: DetectParams | None = None,
     *,
-    image_size: int | None = None,
-    conf_threshold: float = 0.02,
-    top_k: int = 5000,
-    nms_iou: float = 0.4,
-    keep_top_k: int = 750,
     device: str | torch.device | None = None,
     progress: bool = True,
     on_image: Callable[[Any, Detections], None] | None = None,
+    **overrides: float | int | None,
 ) -> Path:
-    """Detect faces in every val image of ``data_root`` and write ``<out_dir>/<event>/<name>.txt``
-    in the official layout. Returns ``out_dir``. ``on_image(val_image, detections)`` is called
-    for every image (e.g. to score landmarks, which the official files do not hold)."""
+    """Detect faces in every val image of ``data_root`` (one image per forward pass, as
+    ``detect``) and write ``<out_dir>/<event>/<name>.txt`` in the official layout. Returns
+    ``out_dir``. ``on_image(val_image, detections)`` is called for every image (e.g. to score
+    landmarks, which the official files do not hold)."""
     from ffcore.data.widerface import iter_val_images, read_image
     from ffcore.evaluation.wider_ap import write_prediction_file
 
+    params = (params or DetectParams()).with_overrides(**overrides)
     out = Path(out_dir)
     images = list(iter_val_images(data_root))
     if not images:
         raise FileNotFoundError(f"{data_root}: no validation images")
     for item in tqdm(images, desc="predict", unit="img", disable=not progress):
-        dets = detect(
-            model,
-            read_image(item.path),
-            conf_threshold=conf_threshold,
-            top_k=top_k,
-            nms_iou=nms_iou,
-            keep_top_k=keep_top_k,
-            image_size=image_size,
-            device=device,
-        )
+        dets = detect(model, read_image(item.path), params, device=device)
         write_prediction_file(out / item.event / f"{item.name}.txt", item.name, dets.to_wider())
         if on_image is not None:
             on_image(item, dets)
@@ -182,16 +313,15 @@ def ground_truth_dir(data_root: str | Path) -> Path:
     return Path(data_root) / "ground_truth"
 
 
-def evaluate_model(model: nn.Module, data_root: str | Path, out_dir: str | Path, **kwargs):
-    """``predict_dataset`` then ``ffcore.evaluation.evaluate_folder``; returns a WiderResult.
+def evaluate_model(model: nn.Module, data_root: str | Path, out_dir: str | Path, *args, **kwargs):
+    """``predict_dataset`` (same arguments) then ``ffcore.evaluation.evaluate_folder``; returns a
+    WiderResult.
     Where ``<data_root>/val/label.txt`` holds landmarks (the synthetic set; a held-out part of
     WIDER train laid out as val), the result also carries their NME (``result.landmarks``).
 
     The ground truth is read and every val image decoded before the first prediction; the
     predictions are written to a temporary sibling folder and moved into ``out_dir`` only once
     scored, so a failure leaves ``out_dir`` as it was."""
-    import dataclasses
-
     from ffcore.data.wider_mat import read_ground_truth
     from ffcore.data.widerface import check_val_images
     from ffcore.evaluation.landmarks import LandmarkAccumulator
@@ -211,7 +341,7 @@ def evaluate_model(model: nn.Module, data_root: str | Path, out_dir: str | Path,
     out = Path(out_dir)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        predict_dataset(model, data_root, tmp, on_image=score if truth else None, **kwargs)
+        predict_dataset(model, data_root, tmp, *args, on_image=score if truth else None, **kwargs)
         result = evaluate_folder(tmp, gt_dir)
         _move_into(tmp, out)
     finally:
@@ -278,57 +408,3 @@ def default_prediction_dir(checkpoint: str | Path) -> Path:
     """``<checkpoint without suffix>_widerface_val/``: where ``evaluate`` writes by default."""
     path = Path(checkpoint)
     return path.with_name(f"{path.stem}_widerface_val")
-
-
-@dataclass(frozen=True)
-class Failure:
-    """One failure of the official evaluation: a missed kept face or a false positive."""
-
-    image_path: Path
-    box: np.ndarray  # x y w h pixels
-    score: float  # the detection's score; NaN for a missed face
-    face_height: float  # of the missed face; of the detection for a false positive
-
-    def crop(self, margin: float = 0.5, min_side: int = 24) -> np.ndarray:
-        """The BGR region around the box (``margin`` x its size on each side)."""
-        from ffcore.data.widerface import read_image
-
-        image = read_image(self.image_path)
-        x, y, w, h = (float(v) for v in self.box)
-        side = max(w, h, min_side) * (1 + 2 * margin)
-        cx, cy = x + w / 2, y + h / 2
-        x1, y1 = max(0, int(cx - side / 2)), max(0, int(cy - side / 2))
-        x2, y2 = min(image.shape[1], int(cx + side / 2)), min(image.shape[0], int(cy + side / 2))
-        out = image[y1:y2, x1:x2].copy()
-        color = (0, 0, 255) if np.isnan(self.score) else (0, 165, 255)
-        cv2.rectangle(out, (int(x - x1), int(y - y1)), (int(x + w - x1), int(y + h - y1)), color, 1)
-        return out
-
-
-def find_failures(
-    pred_dir: str | Path, data_root: str | Path, *, subset: str = "hard", min_score: float = 0.5
-) -> tuple[list[Failure], list[Failure]]:
-    """(missed kept faces, false positives) of ``subset`` for the detections scoring at least
-    ``min_score`` in ``pred_dir``, labelled as the official evaluation does; false positives by
-    descending score, missed faces by descending height."""
-    from ffcore.data.wider_mat import read_ground_truth
-    from ffcore.evaluation.wider_ap import label_detections, read_predictions
-
-    gt = read_ground_truth(ground_truth_dir(data_root))
-    preds = read_predictions(pred_dir, gt)
-    missed: list[Failure] = []
-    false_pos: list[Failure] = []
-    for e, event in enumerate(gt.events):
-        for i, name in enumerate(gt.images[e]):
-            path = Path(data_root) / "val" / "images" / event / f"{name}.jpg"
-            dets = preds[e][i][preds[e][i][:, 4] >= min_score]
-            faces = gt.boxes[e][i]
-            out = label_detections(dets, faces, gt.keep[subset][e][i])
-            missed += [
-                Failure(path, faces[k], float("nan"), float(faces[k, 3]))
-                for k in np.flatnonzero(out.missed)
-            ]
-            false_pos += [Failure(path, d[:4], float(d[4]), float(d[3])) for d in dets[out.fp]]
-    missed.sort(key=lambda f: -f.face_height)
-    false_pos.sort(key=lambda f: -f.score)
-    return missed, false_pos

@@ -394,20 +394,24 @@ def evaluate_folder(pred_dir: str | Path, gt_dir: str | Path) -> WiderResult:
     return evaluate(read_predictions(pred_dir, gt), gt)
 
 
-def result_record(result: WiderResult) -> dict[str, Any]:
-    """``{"easy": .., "medium": .., "hard": ..}`` (AP fractions), plus ``"landmarks"`` (NME
-    summary) where the evaluation set has landmarks: what ap.json holds and --json prints."""
+def ap_record(result: WiderResult, protocol: str | None = None) -> dict[str, Any]:
+    """``{"easy": .., "medium": .., "hard": ..}`` (AP fractions), plus ``"protocol"`` (how the
+    predictions were made, e.g. ``"original scale"``; ``DetectParams.protocol``) when given and
+    ``"landmarks"`` (NME summary) where the evaluation set has landmarks: what ap.json holds and
+    --json prints."""
     record: dict[str, Any] = dict(result.as_dict())
+    if protocol is not None:
+        record["protocol"] = protocol
     if result.landmarks is not None:
         record["landmarks"] = result.landmarks.as_dict()
     return record
 
 
-def save_ap_json(result: WiderResult, path: str | Path) -> Path:
-    """Write ``result_record(result)`` to ``path``."""
+def save_ap_json(result: WiderResult, path: str | Path, protocol: str | None = None) -> Path:
+    """Write ``ap_record(result, protocol)`` to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result_record(result), indent=2) + "\n")
+    path.write_text(json.dumps(ap_record(result, protocol), indent=2) + "\n")
     return path
 
 

@@ -15,7 +15,10 @@ def compare_latency(
 ) -> pd.DataFrame:
     """Time each zero-argument callable ``reps`` times, interleaved (A B C A B C ...).
 
-    Returns one row per candidate: median_ms, p25_ms, p75_ms, and ``ratio`` to the first one.
+    Returns one row per candidate: median_ms, p25_ms, p75_ms, ``ratio`` (its median over the
+    first one's) and the median and interquartile range of the per-round ratio (``ratio_median``,
+    ``ratio_p25``, ``ratio_p75``: each round's time over the first candidate's in the same
+    round, so a slow moment of the machine cancels out).
     """
     if not candidates:
         raise ValueError("no candidates to time")
@@ -30,14 +33,18 @@ def compare_latency(
             t0 = time.perf_counter()
             fn()
             times[name].append((time.perf_counter() - t0) * 1e3)
-    rows = {
-        name: {
+    first = np.asarray(next(iter(times.values())))
+    rows = {}
+    for name, t in times.items():
+        per_round = np.asarray(t) / first  # this candidate / the first, round by round
+        rows[name] = {
             "median_ms": float(np.median(t)),
             "p25_ms": float(np.percentile(t, 25)),
             "p75_ms": float(np.percentile(t, 75)),
+            "ratio_median": float(np.median(per_round)),
+            "ratio_p25": float(np.percentile(per_round, 25)),
+            "ratio_p75": float(np.percentile(per_round, 75)),
         }
-        for name, t in times.items()
-    }
     frame = pd.DataFrame.from_dict(rows, orient="index")
-    frame["ratio"] = frame["median_ms"] / frame["median_ms"].iloc[0]
+    frame.insert(3, "ratio", frame["median_ms"] / frame["median_ms"].iloc[0])
     return frame

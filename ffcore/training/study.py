@@ -134,7 +134,7 @@ def run_cell(cell: Cell, spec: StudySpec) -> dict[str, Any]:
     import torch
 
     from ffcore.evaluation.inference import evaluate_model
-    from ffcore.evaluation.wider_ap import result_record
+    from ffcore.evaluation.wider_ap import ap_record
     from ffcore.models.reference import resolve_backbone_init
     from ffcore.training.checkpoint import load_model
     from ffcore.training.engine import fit_phase
@@ -195,7 +195,7 @@ def run_cell(cell: Cell, spec: StudySpec) -> dict[str, Any]:
         "profile": spec.profile,
         "data_root": str(spec.data_root),
         "backbone_init": None if init is None else str(init),
-        "ap": result_record(evaluation),
+        "ap": ap_record(evaluation),
         "num_faces": evaluation.num_faces,
         "checkpoint": os.path.relpath(previous, cell_dir),
         "phase_epochs": {pid: prof.epochs(pid) for pid in PHASE_ORDER},
