@@ -20,7 +20,9 @@ def _parameters_cell(name: str):
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_is_clean_and_parameterised(name: str) -> None:
-    assert (NOTEBOOKS_DIR / f"{name}.ipynb").is_file(), f"{name} is in the notebook table but missing"
+    assert (NOTEBOOKS_DIR / f"{name}.ipynb").is_file(), (
+        f"{name} is in the notebook table but missing"
+    )
     nb, tagged = _parameters_cell(name)
     assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
     first_code = next(c for c in nb.cells if c.cell_type == "code")

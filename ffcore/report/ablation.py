@@ -204,10 +204,10 @@ def attention_frame(maps_by_phase: dict[str, list[BlockAttention]]) -> pd.DataFr
         for m in maps:
             rows.append({
                 "phase": pid, "block": block_label(m.name),
-                "eca_mean": np.nan if m.channel is None else float(m.channel.mean()),
-                "eca_std": np.nan if m.channel is None else float(m.channel.std()),
-                "sam_mean": np.nan if m.spatial is None else float(m.spatial.mean()),
-                "sam_std": np.nan if m.spatial is None else float(m.spatial.std()),
+                "ECA mean": np.nan if m.channel is None else float(m.channel.mean()),
+                "ECA std": np.nan if m.channel is None else float(m.channel.std()),
+                "SAM mean": np.nan if m.spatial is None else float(m.spatial.mean()),
+                "SAM std": np.nan if m.spatial is None else float(m.spatial.std()),
             })  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -238,17 +238,17 @@ def plot_attention(
             top.imshow(image_rgb)
             image = top.imshow(m.spatial, cmap="magma", alpha=0.6, extent=(0, w, h, 0),
                                vmin=0, vmax=1)  # fmt: skip
-            top.set_title(f"phase {pid}: SAM map, {where}")
+            top.set_title(f"phase {pid}: SAM map")
         else:
             top.imshow(image_rgb, alpha=0.25)
             top.text(0.5, 0.5, f"SAM off in phase {pid}:\nonly ECA re-weights channels\n(below)",
                      transform=top.transAxes, ha="center", va="center", fontsize=7)  # fmt: skip
-            top.set_title(f"phase {pid}: no spatial map, {where}")
+            top.set_title(f"phase {pid}: SAM off")
         if m.channel is not None:
             bottom.bar(np.arange(len(m.channel)), m.channel, width=1.0,
                        color=figures.PHASE_COLORS[pid])  # fmt: skip
             bottom.set_ylim(0, 1)
-            bottom.set_title(f"phase {pid}: ECA weight per channel")
+            bottom.set_title(f"phase {pid}: ECA weights")
         else:
             bottom.text(0.5, 0.5, "ECA off", transform=bottom.transAxes, ha="center")
             bottom.set_title(f"phase {pid}: ECA off")
@@ -256,5 +256,5 @@ def plot_attention(
         bottom.set_ylabel("ECA weight" if col == 0 else "")
     if image is not None:
         fig.colorbar(image, ax=axes[0, :].tolist(), shrink=0.8, label="SAM weight")
-    figures.add_source(fig, source)
+    figures.add_source(fig, source, title=f"Attention at {where}")
     return fig

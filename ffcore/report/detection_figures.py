@@ -40,7 +40,7 @@ def plot_pr_curves(
         )
         ax.plot(r[:1], p[:1], "o", ms=2.5, color=line.get_color())  # where the data starts
     ax.set(xlabel="recall", ylabel="precision (interpolated)", xlim=(0, 1), ylim=(0, 1.02))
-    figures.legend_outside(ax, title="subset")
+    figures.legend_outside(ax, title="subset", title_fontsize=7)
     figures.add_source(fig, source)
     return fig
 

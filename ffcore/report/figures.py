@@ -119,11 +119,12 @@ def source_label(profile: str, data_root: str | os.PathLike[str] | None = None) 
     return f"{profile} run, {data}"
 
 
-def add_source(fig, source: str | None) -> None:
-    """Name the run on the figure (a grey line above it), so a smoke number is never read as
-    a thesis number. ``source`` None leaves the figure as it is (exact, run-independent facts)."""
-    if source:
-        fig.suptitle(f"source: {source}", fontsize=6.5, color="0.35", x=0.99, ha="right")
+def add_source(fig, source: str | None, title: str | None = None) -> None:
+    """Name the run on the figure (a grey line above it, after ``title`` if given), so a smoke
+    number is never read as a thesis number. ``source`` None: only the title (exact facts)."""
+    text = "; ".join(t for t in (title, f"source: {source}" if source else None) if t)
+    if text:
+        fig.suptitle(text, fontsize=6.5, color="0.35", x=0.99, ha="right")
 
 
 def legend_outside(ax, **kwargs):

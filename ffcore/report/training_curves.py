@@ -10,7 +10,7 @@ import pandas as pd
 from ffcore.report import figures
 from ffcore.schedule import PHASES
 
-MIXUP_NOTE = "step loss mixup-weighted:\nlower by construction,\nnot by learning"
+MIXUP_NOTE = "step (mixup-weighted: lower by construction, not by learning)"
 
 
 def break_at_restarts(x: pd.Series, lr: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -35,18 +35,13 @@ def plot_training(
     color = figures.PHASE_COLORS.get(phase)
     mixup = PHASES[phase].mixup_alpha is not None if phase in PHASES else False
     fig, (ax_loss, ax_lr) = figures.new_figure("full", aspect=0.34, ncols=2)
-    step_label = "step (mixup-weighted)" if mixup else "step"
+    step_label = MIXUP_NOTE if mixup else "step"
     ax_loss.plot(steps.epoch_float, steps.total, color=color, alpha=0.45, lw=0.8, label=step_label)
     ax_loss.plot(
         per_epoch.epoch, per_epoch.probe_total, "o-", color="black", ms=3, lw=1,
         label="probe set (clean crops)",
     )  # fmt: skip
     ax_loss.set(xlabel="epoch", ylabel="total loss", title=f"phase {phase}: loss")
-    if mixup:
-        ax_loss.text(
-            0.98, 0.97, MIXUP_NOTE, transform=ax_loss.transAxes, ha="right", va="top",
-            fontsize=6, color="0.3",
-        )  # fmt: skip
     handles, labels = ax_loss.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=2, frameon=False)
     ax_lr.plot(*break_at_restarts(steps.epoch_float, steps.lr), color=color)
