@@ -7,6 +7,7 @@ PROFILE ?= smoke
 OUT    ?= runs/$(PROFILE)
 DEVICE ?= cpu
 DATA_ROOT ?=
+FORCE  ?=
 
 .PHONY: setup reproduce study test test-fast lint lab clean
 
@@ -20,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 reproduce: $(STAMP)
-	$(PY) -m ffcore reproduce --profile $(PROFILE) --out $(OUT) --device $(DEVICE) $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
+	$(PY) -m ffcore reproduce --profile $(PROFILE) --out $(OUT) --device $(DEVICE) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(FORCE),--force)
 
 # The ablation grid (5 configurations x 3 seeds, study profile), then notebook 08 reports it.
 # Cells are resumable: re-running continues a killed study. JOBS cells run at once.
@@ -40,8 +41,12 @@ test: lint
 test-fast: $(STAMP)
 	$(PY) -m pytest -n 2 -m "not slow and not notebook"
 
+# JupyterLab at the repository root (notebooks/ and the executed copies in runs/ one click away);
+# --allow-root when run as root (containers); the URL with its token is printed at start.
+LAB_PORT ?= 8888
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=. --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -141,7 +141,7 @@ def measure_model(
                 "photos_same_faces": f"{sum(a.same_faces for a in agree)}/{len(agree)}",
                 "faces_fp32_vs_this": " ".join(f"{a.faces_fp32}:{a.faces_other}" for a in agree),
                 "max_score_diff": _max_or_nan([a.max_score_diff for a in agree]),
-                "latency_ratio": t["ratio_median"],
+                "latency_ratio": t["ratio"],
                 "latency_iqr": f"{t['ratio_p25']:.2f}-{t['ratio_p75']:.2f}",
                 "fp32_ms": timing.loc["fp32", "median_ms"],
             }
@@ -185,7 +185,7 @@ def redo_verdicts(csv: str | Path, out_dir: str | Path) -> pd.DataFrame:
     """Re-derive the verdict columns of a written table (no re-measurement)."""
     frame = pd.read_csv(csv).drop(columns=["AP_max_change_pt", "verdict"])
     frame = add_verdicts(frame).set_index(["model", "precision"])
-    save_table(frame, "deploy_precision", out_dir, float_format="%.3f")
+    save_table(frame, "deploy_precision", out_dir, decimals=3)
     return frame
 
 
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         f"source: checkpoint {args.checkpoint}, data {args.data_root}, {len(calib)} calibration "
         f"images, {args.rounds} latency rounds at {LATENCY_SIZE}x{LATENCY_SIZE}, 1 thread"
     )
-    for path in save_table(frame, "deploy_precision", args.out_dir, float_format="%.3f"):
+    for path in save_table(frame, "deploy_precision", args.out_dir, decimals=3):
         print(f"wrote {path}")
     return 0
 

@@ -48,15 +48,17 @@ def _run_summary(args: argparse.Namespace) -> int:
 
 # -- reproduce ------------------------------------------------------------------------------
 def _add_reproduce(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", choices=tuple(PROFILES), default="smoke")
+    p.add_argument("--profile", choices=tuple(PROFILES), default="smoke", help="run profile")
     p.add_argument(
-        "--data-root", default=None, help="WIDER FACE root (default: the synthetic dataset)"
+        "--data-root", default=None, help="WIDER FACE root (None: the synthetic dataset)"
     )
-    p.add_argument("--out", default=None, help="run folder (default runs/PROFILE)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--figures-dir", default="figures")
+    p.add_argument("--out", default=None, help="run folder (None: runs/PROFILE)")
+    p.add_argument("--device", default="cpu", help="torch device of the notebooks")
+    p.add_argument("--figures-dir", default="figures", help="where figures and tables go")
     p.add_argument(
-        "--force", action="store_true", help="re-run notebooks that are already complete"
+        "--force",
+        action="store_true",
+        help="re-run every notebook, even those up to date (same parameters, notebook, code)",
     )
 
 
@@ -714,8 +716,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ffcore", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, register, handler) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,  # every option shows its default
+        )
         register(p)
+        for action in p._actions:  # an option without help text still shows its default
+            if action.option_strings and action.help is None:
+                action.help = "(default: %(default)s)"
         p.set_defaults(handler=handler)
     return parser
 

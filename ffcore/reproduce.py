@@ -1,20 +1,29 @@
 """Run the numbered notebooks in order with papermill: the one command behind the thesis.
 
-Each notebook gets the same parameters (profile, run_dir, data_root, device, figures_dir); the
-executed copies and every metrics file land under ``run_dir``. A notebook whose executed copy is
-complete for the same parameters is skipped (until one upstream of it runs again), unless
-``force``. The first failure stops the run and names the notebook and the cell.
+Each notebook gets the parameters it declares among (profile, run_dir, data_root, device,
+figures_dir); the executed copies and every metrics file land under ``run_dir``. A notebook runs
+again when its parameters, its own content (the source of its cells, not outputs) or the code of
+``ffcore`` changed since its executed copy was made (hashes in ``reproduce_state.json``), when
+its executed copy is missing, when a notebook before it ran, or when ``force``; each decision is
+printed with its reason. The first failure stops the run and names the notebook and the cell.
+
+Paths: a path inside the repository is passed to the notebooks relative to the repository root
+(how the notebooks resolve them), and the state file stores paths relative to the run folder, so
+a run folder can be moved or shared.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ffcore.paths import FIGURES_DIR, NOTEBOOKS_DIR, repo_path
+from ffcore.paths import FIGURES_DIR, NOTEBOOKS_DIR, REPO_ROOT, repo_path
 from ffcore.pipeline import REPRODUCE_NOTEBOOKS
 from ffcore.profiles import get_profile
 
@@ -50,16 +59,93 @@ def _save_state(run_dir: Path, state: dict[str, Any]) -> None:
     tmp.replace(run_dir / STATE_FILE)
 
 
+PATH_PARAMETERS = ("run_dir", "data_root", "figures_dir")
+
+
+def _as_passed(path: str | Path) -> str:
+    """A path as the notebooks get it: relative to the repository root when inside it."""
+    p = repo_path(path).resolve()
+    try:
+        return str(p.relative_to(REPO_ROOT.resolve()))
+    except ValueError:
+        return str(p)
+
+
 def notebook_parameters(
     profile: str, run_dir: Path, data_root: str | Path | None, device: str, figures_dir: Path
 ) -> dict[str, Any]:
     return {
         "profile": profile,
-        "run_dir": str(run_dir),
-        "data_root": None if data_root is None else str(repo_path(data_root)),
+        "run_dir": _as_passed(run_dir),
+        "data_root": None if data_root is None else _as_passed(data_root),
         "device": device,
-        "figures_dir": str(figures_dir),
+        "figures_dir": _as_passed(figures_dir),
     }
+
+
+def declared_parameters(notebook: str | Path) -> set[str]:
+    """The names the notebook's ``parameters`` cell declares (papermill's inspection)."""
+    import papermill as pm
+
+    return set(pm.inspect_notebook(str(notebook)))
+
+
+def _recorded(params: dict[str, Any], run: Path) -> dict[str, Any]:
+    """Parameters as the state file keeps them: path parameters relative to the run folder."""
+    out = dict(params)
+    for key in PATH_PARAMETERS:
+        if isinstance(out.get(key), str):
+            out[key] = os.path.relpath(repo_path(out[key]).resolve(), run.resolve())
+    return out
+
+
+def notebook_hash(path: str | Path) -> str:
+    """sha256 of a notebook's cells (type and source): outputs, execution counts and metadata
+    do not count, so stripping or executing a notebook leaves its hash unchanged."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    content = [[c.cell_type, c.source] for c in nb.cells]
+    return hashlib.sha256(json.dumps(content).encode()).hexdigest()
+
+
+def code_hash() -> str:
+    """sha256 of every ``.py`` file of the ``ffcore`` package (path and content)."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _changed(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys)
+
+
+def rerun_reason(
+    done: dict[str, Any], record: dict[str, Any], executed_exists: bool, force: bool,
+    upstream: str | None,
+) -> str | None:  # fmt: skip
+    """Why a notebook must run (None: it is up to date). ``record`` is what a run now would
+    write to the state file; ``upstream`` the notebook before it that ran in this call."""
+    if force:
+        return "forced"
+    if not done:
+        return "no record of a complete run"
+    if not executed_exists:
+        return "executed copy missing"
+    if upstream is not None:
+        return f"{upstream} before it ran again"
+    if done.get("parameters") != record["parameters"]:
+        return (
+            f"parameters changed ({_changed(done.get('parameters') or {}, record['parameters'])})"
+        )
+    if done.get("notebook_hash") != record["notebook_hash"]:
+        return "the notebook's cells changed"
+    if done.get("code_hash") != record["code_hash"]:
+        return "the ffcore code changed"
+    return None
 
 
 def reproduce(
@@ -72,9 +158,12 @@ def reproduce(
     notebooks: tuple[str, ...] = NOTEBOOKS,
     extra_parameters: dict[str, Any] | None = None,
     notebooks_dir: str | Path = NOTEBOOKS_DIR,
+    progress: bool = True,
 ) -> ReproduceResult:
-    """Execute ``notebooks`` in order. ``extra_parameters`` (e.g. tiny epochs for tests) are
-    passed to every notebook; papermill ignores the ones a notebook does not declare."""
+    """Execute ``notebooks`` in order (see the module docstring for when one is skipped).
+    ``extra_parameters`` (e.g. tiny epochs for tests) are offered to every notebook; each gets
+    only the parameters its ``parameters`` cell declares. ``progress``: papermill's progress bar
+    (one step per cell) and the notebook's own stderr (training bars) on stderr."""
     import papermill as pm
 
     prof = get_profile(profile)
@@ -91,33 +180,39 @@ def reproduce(
         from ffcore.data.synthetic import ensure_dataset
 
         data_root = ensure_dataset(profile=profile)
-    params = notebook_parameters(profile, run, data_root, device, figs) | (extra_parameters or {})
+    offered = notebook_parameters(profile, run, data_root, device, figs) | (extra_parameters or {})
+    code = code_hash()
     state = _load_state(run)
     result = ReproduceResult(run)
-    upstream_ran = False
+    upstream: str | None = None
     for name in notebooks:
         source = nb_dir / f"{name}.ipynb"
         executed = run / f"{name}.ipynb"
-        done = state.get(name, {})
-        if (
-            not force
-            and not upstream_ran
-            and done.get("parameters") == params
-            and executed.is_file()
-        ):
+        declared = declared_parameters(source)
+        params = {k: v for k, v in offered.items() if k in declared}
+        record = {
+            "parameters": _recorded(params, run),
+            "notebook_hash": notebook_hash(source),
+            "code_hash": code,
+        }
+        reason = rerun_reason(state.get(name, {}), record, executed.is_file(), force, upstream)
+        if reason is None:
             result.skipped.append(name)
             print(
-                f"[reproduce] {name}: complete for these parameters, skipped (use --force to re-run)"
+                f"[reproduce] {name}: up to date (same parameters, notebook and ffcore code), "
+                "skipped (--force or FORCE=1 re-runs it)",
+                flush=True,
             )
             continue
-        print(f"[reproduce] {name}: running")
+        print(f"[reproduce] {name}: running ({reason})", flush=True)
         state.pop(name, None)
         _save_state(run, state)
         t0 = time.perf_counter()
         try:
             pm.execute_notebook(
                 str(source), str(executed), parameters=params, kernel_name="python3",
-                cwd=str(nb_dir), progress_bar=False,
+                cwd=str(nb_dir), progress_bar=progress,
+                stderr_file=sys.stderr if progress else None,
             )  # fmt: skip
         except pm.PapermillExecutionError as exc:
             first_line = (exc.source or "").strip().splitlines()[:1]
@@ -127,10 +222,10 @@ def reproduce(
                 f"  executed copy with the traceback: {executed}"
             ) from None
         seconds = time.perf_counter() - t0
-        state[name] = {"parameters": params, "seconds": round(seconds, 1)}
+        state[name] = record | {"seconds": round(seconds, 1)}
         _save_state(run, state)
         result.executed.append(name)
         result.seconds[name] = seconds
-        upstream_ran = True
-        print(f"[reproduce] {name}: done in {seconds:.0f} s")
+        upstream = name
+        print(f"[reproduce] {name}: done in {seconds:.0f} s", flush=True)
     return result

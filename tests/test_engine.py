@@ -189,11 +189,15 @@ def test_cli_train_all_chains_the_four_phases(label_file, tmp_path, capsys):
               "--image-size", str(SIZE), "--save_folder", str(tmp_path), "--device", "cpu",
               "--num-workers", "0", "--no-progress"]  # fmt: skip
     assert main(["train", "--all", *common]) == 0
-    previous = None
-    for phase in ("1", "2a", "2b", "3"):
+    previous, steps_before = None, 0
+    for k, phase in enumerate(("1", "2a", "2b", "3")):
         state = load_checkpoint(tmp_path / f"phase{phase}" / f"phase{phase}_epoch_1.pth")
         assert state["phase"] == phase and state["train_config"]["resume_net"] == previous
         previous = str(tmp_path / f"phase{phase}" / f"phase{phase}_epoch_1.pth")
+        # one continuous TensorBoard axis: each phase continues where the previous one ended
+        assert state["step_offset"] == steps_before and state["epoch_offset"] == k
+        assert state["global_step"] > steps_before
+        steps_before = state["global_step"]
     assert "phase 3 (ECA -> SAM): 1/1 epochs" in capsys.readouterr().out
     # a phase without its starting checkpoint: one clear line, exit status 2
     assert main(["train", "--phase", "2b", *common]) == 2

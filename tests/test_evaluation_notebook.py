@@ -38,6 +38,8 @@ def test_evaluation_notebook_runs(tmp_path: Path) -> None:
     result = json.loads((tmp_path / "06_evaluation" / "result.json").read_text())
     ap = json.loads((tmp_path / "06_evaluation" / "ap.json").read_text())
     assert set(ap) == {"easy", "medium", "hard", "landmarks", "protocol"} and result["ap"] == ap
-    assert result["checkpoint"] == str(ckpt) and result["image_size"] == 128
-    for name in ("ap_phase3.csv", "ap_phase3.tex", "pr_curves.pdf", "failure_gallery.png"):
+    assert result["checkpoint"] == "05_phase3/phase3.pt"  # relative to the run folder
+    assert result["image_size"] == 128
+    for name in ("ap_phase3.csv", "ap_phase3.tex", "pr_curves.pdf", "failure_gallery.png",
+                 "val_detections.png"):  # fmt: skip
         assert (tmp_path / "fig" / name).is_file()

@@ -86,3 +86,87 @@ def test_missing_notebook_is_a_clear_error(notebooks, tmp_path) -> None:
 def test_full_profile_requires_data_root(tmp_path) -> None:
     with pytest.raises(ValueError, match="data_root"):
         reproduce("full", tmp_path)
+
+
+def _edit_cell(path, old: str, new: str) -> None:
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        cell.source = cell.source.replace(old, new)
+    nbformat.write(nb, path)
+
+
+def test_edited_notebook_reruns_with_what_follows_only(notebooks, tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    names = ("a", "b")
+    _run(notebooks, run, names)
+    capsys.readouterr()
+    # outputs and metadata do not count: an executed copy with the same cells is the same notebook
+    assert _run(notebooks, run, names).skipped == ["a", "b"]
+    assert "up to date" in capsys.readouterr().out
+    _edit_cell(notebooks / "b.ipynb", "p.write_text", "p.write_text ")  # 'editing a cell of 07'
+    again = _run(notebooks, run, names)
+    assert again.skipped == ["a"] and again.executed == ["b"]
+    assert "b: running (the notebook's cells changed)" in capsys.readouterr().out
+    _edit_cell(notebooks / "a.ipynb", "p.write_text", "p.write_text ")
+    assert _run(notebooks, run, names).executed == ["a", "b"]
+    assert "b: running (a before it ran again)" in capsys.readouterr().out
+
+
+def test_changed_ffcore_code_reruns_everything(notebooks, tmp_path, monkeypatch, capsys) -> None:
+    import ffcore.reproduce as rp
+
+    run = tmp_path / "run"
+    _run(notebooks, run, ("a",))
+    monkeypatch.setattr(rp, "code_hash", lambda: "another version of ffcore")
+    assert _run(notebooks, run, ("a",)).executed == ["a"]
+    assert "a: running (the ffcore code changed)" in capsys.readouterr().out
+
+
+def test_only_declared_parameters_are_passed(notebooks, tmp_path) -> None:
+    run = tmp_path / "run"
+    _run(notebooks, run, ("a",), extra_parameters={"undeclared": 1})
+    state = json.loads((run / "reproduce_state.json").read_text())
+    # a declares run_dir, profile and step: device, data_root, figures_dir are not passed
+    assert set(state["a"]["parameters"]) == {"run_dir", "profile"}
+    executed = nbformat.read(run / "a.ipynb", as_version=4)
+    injected = next(
+        c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])
+    )
+    assert "device" not in injected.source and "undeclared" not in injected.source
+
+
+def _json_strings(value):
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _json_strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _json_strings(v)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_run_folder_holds_relative_paths_and_can_move(notebooks, tmp_path) -> None:
+    run = tmp_path / "run"
+    _run(notebooks, run, ("a", "b"))
+    state = json.loads((run / "reproduce_state.json").read_text())
+    assert not [s for s in _json_strings(state) if s.startswith("/")], state
+    moved = tmp_path / "moved"
+    run.rename(moved)
+    # the moved folder reads as the same run: nothing re-runs
+    assert _run(notebooks, moved, ("a", "b")).skipped == ["a", "b"]
+
+
+def test_phase_result_and_evaluation_paths_survive_a_move(tmp_path) -> None:
+    from ffcore.training.handover import phase_result, relative_to_run
+
+    run = tmp_path / "run"
+    (run / "02_phase1").mkdir(parents=True)
+    (run / "weights" / "phase1").mkdir(parents=True)
+    (run / "weights" / "phase1" / "p1.pth").write_bytes(b"x")
+    ckpt = relative_to_run(run / "weights" / "phase1" / "p1.pth", run)
+    (run / "02_phase1" / "result.json").write_text(json.dumps({"checkpoint": ckpt}))
+    run.rename(tmp_path / "elsewhere")
+    moved = phase_result(tmp_path / "elsewhere", "1")
+    assert moved["checkpoint"] == str(tmp_path / "elsewhere" / "weights" / "phase1" / "p1.pth")
+    assert __import__("pathlib").Path(moved["checkpoint"]).is_file()

@@ -37,33 +37,70 @@ def phase_boundaries(timeline: pd.DataFrame) -> list[tuple[str, float]]:
     return [(pid, float(np.floor(starts[pid]))) for pid in PHASE_ORDER if pid in starts]
 
 
-def plot_timeline(timeline: pd.DataFrame, smooth: int = 5):
-    """Losses by name (top) and learning rate with its restarts (bottom), phases marked."""
+def probe_timeline(run_dir: str | Path) -> pd.DataFrame:
+    """The probe-set loss (clean crops, no mixup) after each epoch of the four phases on the
+    same global epoch axis as ``training_timeline``: the one loss comparable across phases."""
+    frames, offset = [], 0.0
+    for pid in PHASE_ORDER:
+        result = phase_result(run_dir, pid)
+        if not result.get("epochs_csv"):
+            continue
+        epochs = pd.read_csv(result["epochs_csv"], dtype={"phase": str})
+        epochs["global_epoch"] = offset + epochs["epoch"]
+        frames.append(epochs)
+        offset += float(result["epochs"])
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def plot_timeline(
+    timeline: pd.DataFrame,
+    smooth: int = 5,
+    source: str | None = None,
+    probe: pd.DataFrame | None = None,
+):
+    """Losses by name (top; with the probe-set total when ``probe`` is given) and the learning
+    rate with its restarts drawn as jumps (bottom), phases marked; the mixup-weighted phase is
+    shaded and labelled so its lower step loss is not read as learning."""
+    from ffcore.report.training_curves import break_at_restarts
+
     fig, (ax_loss, ax_lr) = figures.new_figure("full", 0.55, nrows=2, sharex=True)
     terms = [c for c in LOSS_COLUMNS if c in timeline]
     for term in terms:
         ax_loss.plot(
             timeline["global_epoch"],
             timeline[term].rolling(smooth, min_periods=1).mean(),
-            label=term,
+            label=f"{term} (step, running mean)",
             lw=1,
         )
-    ax_loss.set_ylabel("loss (running mean)")
-    ax_loss.legend(ncol=len(terms), loc="upper right")
-    ax_lr.plot(timeline["global_epoch"], timeline["lr"], color="black", lw=1)
+    if probe is not None and len(probe):
+        ax_loss.plot(
+            probe["global_epoch"], probe["probe_total"], "o", color="black", ms=2.5,
+            label="total on the probe set\n(clean crops, comparable\nacross phases)",
+        )  # fmt: skip
+    ax_loss.set_ylabel("loss")
+    figures.legend_outside(ax_loss)
+    ax_lr.plot(*break_at_restarts(timeline["global_epoch"], timeline["lr"]), color="black", lw=1)
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_xlabel("epoch (all phases)")
-    for pid, start in phase_boundaries(timeline):
+    ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    bounds = phase_boundaries(timeline)
+    end = float(np.ceil(timeline["global_epoch"].max()))
+    for k, (pid, start) in enumerate(bounds):
         for ax in (ax_loss, ax_lr):
             ax.axvline(start, color=figures.PHASE_COLORS[pid], ls="--", lw=0.8)
         ax_loss.text(
-            start,
-            1.02,
-            f"phase {pid}",
-            transform=ax_loss.get_xaxis_transform(),
-            fontsize=7,
+            start, 1.02, f"phase {pid}", transform=ax_loss.get_xaxis_transform(), fontsize=7,
             color=figures.PHASE_COLORS[pid],
-        )
+        )  # fmt: skip
+        if PHASES[pid].mixup_alpha is not None:
+            stop = bounds[k + 1][1] if k + 1 < len(bounds) else end
+            ax_loss.axvspan(start, stop, color="0.9", zorder=0)
+            ax_loss.text(
+                (start + stop) / 2, 0.97, "mixup-weighted\nstep loss:\nlower by\nconstruction",
+                transform=ax_loss.get_xaxis_transform(), ha="center", va="top", fontsize=5.5,
+                color="0.3",
+            )  # fmt: skip
+    figures.add_source(fig, source)
     return fig
 
 
@@ -112,23 +149,56 @@ def ap_by_phase_frame(path: str | Path) -> pd.DataFrame:
     return frame.loc[list(PHASE_ORDER), ["easy", "medium", "hard"]]
 
 
-def plot_ap_by_phase(ap: pd.DataFrame):
-    """Grouped bars (subset groups, one bar per phase) with the thesis targets as labelled ticks."""
-    fig, ax = figures.new_figure("column", 0.75)
+def plot_ap_by_phase(ap: pd.DataFrame, source: str | None = None):
+    """Grouped bars (subset groups, one bar per phase, values written on the bars) on an axis
+    scaled to the data. The thesis targets (real WIDER FACE val) are drawn as dashed lines when
+    they fall within twice the largest bar, else listed under the axis as off the scale."""
+    fig, ax = figures.new_figure("full", 0.4)
     subsets = list(ap.columns)
     width = 0.8 / len(ap.index)
     x = np.arange(len(subsets))
+    values = 100 * ap.to_numpy(dtype=float)
+    top = float(np.nanmax(values)) if np.isfinite(values).any() else 1.0
+    targets = np.array([100 * AP_TARGETS[s] for s in subsets])
+    show_targets = bool(targets.max() <= 2 * top)
     for i, pid in enumerate(ap.index):
-        ax.bar(x + (i - (len(ap.index) - 1) / 2) * width, 100 * ap.loc[pid].to_numpy(dtype=float), width,
-               label=f"phase {pid} ({PHASES[pid].attention_label})", color=figures.PHASE_COLORS[pid])  # fmt: skip
-    for j, subset in enumerate(subsets):
-        ax.hlines(100 * AP_TARGETS[subset], j - 0.45, j + 0.45, colors="black", linestyles="--", lw=1,
-                  label="thesis target" if j == 0 else None)  # fmt: skip
+        bars = ax.bar(x + (i - (len(ap.index) - 1) / 2) * width, values[i], width,
+                      label=f"phase {pid} ({PHASES[pid].attention_label})",
+                      color=figures.PHASE_COLORS[pid])  # fmt: skip
+        ax.bar_label(bars, fmt="%.1f", fontsize=5, padding=1)
+    limit = max(top, targets.max() if show_targets else 0.0)
+    if show_targets:
+        for j in range(len(subsets)):
+            ax.hlines(targets[j], j - 0.45, j + 0.45, colors="black", linestyles="--", lw=1,
+                      label="thesis target\n(real WIDER FACE val)" if j == 0 else None)  # fmt: skip
+    else:  # a legend line, not a text under the axes (which squeezed the layout)
+        note = " / ".join(f"{t:.1f}" for t in targets)
+        ax.plot(
+            [],
+            [],
+            ls="none",
+            label=f"thesis targets, real WIDER FACE\nval ({note}): off this scale",
+        )
     ax.set_xticks(x, subsets)
     ax.set_ylabel("AP (%)")
-    ax.set_ylim(0, 100)
-    ax.legend(fontsize=6, loc="lower left")
+    ax.set_ylim(0, min(100.0, limit * 1.15) if limit > 0 else 1.0)
+    figures.legend_outside(ax)
+    figures.add_source(fig, source)
     return fig
+
+
+def block_label(name: str) -> str:
+    """A human title for an attention block: ``neck_attention.0`` -> ``BiFPN level P3``,
+    ``backbone_attention.1`` -> ``backbone stage 2 (stride 16)``."""
+    group, _, idx = name.rpartition(".")
+    if not idx.isdigit():
+        return name
+    k = int(idx)
+    if group == "neck_attention":
+        return f"BiFPN level P{k + 3}"
+    if group == "backbone_attention":
+        return f"backbone stage {k + 1} (stride {2 ** (k + 3)})"
+    return name
 
 
 def attention_frame(maps_by_phase: dict[str, list[BlockAttention]]) -> pd.DataFrame:
@@ -137,11 +207,11 @@ def attention_frame(maps_by_phase: dict[str, list[BlockAttention]]) -> pd.DataFr
     for pid, maps in maps_by_phase.items():
         for m in maps:
             rows.append({
-                "phase": pid, "block": m.name,
-                "eca_mean": np.nan if m.channel is None else float(m.channel.mean()),
-                "eca_std": np.nan if m.channel is None else float(m.channel.std()),
-                "sam_mean": np.nan if m.spatial is None else float(m.spatial.mean()),
-                "sam_std": np.nan if m.spatial is None else float(m.spatial.std()),
+                "phase": pid, "block": block_label(m.name),
+                "ECA mean": np.nan if m.channel is None else float(m.channel.mean()),
+                "ECA std": np.nan if m.channel is None else float(m.channel.std()),
+                "SAM mean": np.nan if m.spatial is None else float(m.spatial.mean()),
+                "SAM std": np.nan if m.spatial is None else float(m.spatial.std()),
             })  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -150,33 +220,45 @@ def plot_attention(
     image_rgb: np.ndarray,
     maps_by_phase: dict[str, list[BlockAttention]],
     block: str = "neck_attention.0",
+    source: str | None = None,
 ):
-    """Per phase: the SAM map of ``block`` over the photo (left) and the ECA channel weights (right)."""
+    """One column per phase: the SAM spatial map of ``block`` over the photo with a colour bar
+    (top; a note where SAM is off) and the ECA channel weights of the same block (bottom)."""
     phases = list(maps_by_phase)
     fig, axes = figures.new_figure(
-        "full", 0.32 * len(phases), nrows=len(phases), ncols=2, squeeze=False
-    )
+        "full", 0.62, nrows=2, ncols=len(phases), squeeze=False,
+        gridspec_kw={"height_ratios": [1.5, 1]},
+    )  # fmt: skip
     h, w = image_rgb.shape[:2]
-    for row, pid in zip(axes, phases, strict=True):
+    where = block_label(block)
+    image = None
+    for col, pid in enumerate(phases):
         m = next((m for m in maps_by_phase[pid] if m.name == block), None)
         if m is None:
             raise ValueError(f"no attention block named {block!r}")
-        row[0].imshow(image_rgb)
+        top, bottom = axes[0, col], axes[1, col]
+        top.axis("off")
         if m.spatial is not None:
-            row[0].imshow(m.spatial, cmap="magma", alpha=0.55, extent=(0, w, h, 0), vmin=0, vmax=1)
-        row[0].set_title(
-            f"phase {pid}: SAM ({block})" if m.spatial is not None else f"phase {pid}: SAM off"
-        )
-        row[0].axis("off")
+            top.imshow(image_rgb)
+            image = top.imshow(m.spatial, cmap="magma", alpha=0.6, extent=(0, w, h, 0),
+                               vmin=0, vmax=1)  # fmt: skip
+            top.set_title(f"phase {pid}: SAM map")
+        else:
+            top.imshow(image_rgb, alpha=0.25)
+            top.text(0.5, 0.5, f"SAM off in phase {pid}:\nonly ECA re-weights channels\n(below)",
+                     transform=top.transAxes, ha="center", va="center", fontsize=7)  # fmt: skip
+            top.set_title(f"phase {pid}: SAM off")
         if m.channel is not None:
-            row[1].bar(
-                np.arange(len(m.channel)), m.channel, width=1.0, color=figures.PHASE_COLORS[pid]
-            )
-            row[1].set_ylim(0, 1)
-        row[1].set_title(
-            f"phase {pid}: ECA channel weights"
-            if m.channel is not None
-            else f"phase {pid}: ECA off"
-        )
-        row[1].set_xlabel("channel")
+            bottom.bar(np.arange(len(m.channel)), m.channel, width=1.0,
+                       color=figures.PHASE_COLORS[pid])  # fmt: skip
+            bottom.set_ylim(0, 1)
+            bottom.set_title(f"phase {pid}: ECA weights")
+        else:
+            bottom.text(0.5, 0.5, "ECA off", transform=bottom.transAxes, ha="center")
+            bottom.set_title(f"phase {pid}: ECA off")
+        bottom.set_xlabel(f"channel of {where}")
+        bottom.set_ylabel("ECA weight" if col == 0 else "")
+    if image is not None:
+        fig.colorbar(image, ax=axes[0, :].tolist(), shrink=0.8, label="SAM weight")
+    figures.add_source(fig, source, title=f"Attention at {where}")
     return fig

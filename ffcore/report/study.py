@@ -228,13 +228,15 @@ def export_study(
     n_seeds, mean, ci_low, ci_high); the LaTeX tables show percent."""
     summary, diffs = summarize(results), paired_differences(results)
     fig = plot_study(results, summary, source)
+    src = {"source": source}
     figures.save_figure(fig, "ablation_study", out_dir)
     csv, _ = figures.save_table(summary_table(summary), "ablation_study", out_dir, index=False,
-                                float_format="%.1f")  # fmt: skip
+                                decimals=1, **src)  # fmt: skip
     figures.save_table(comparison_table(diffs), "ablation_comparisons", out_dir, index=False,
-                       float_format="%.1f")  # fmt: skip
+                       decimals=1, **src)  # fmt: skip
     figures.save_table(cost_table(results), "ablation_costs", out_dir, index=False,
-                       float_format="%.3f")  # fmt: skip
+                       decimals={"NME": 4, "NME 95% CI low": 4, "NME 95% CI high": 4,
+                                 "train s (mean)": 0, "train s (sd)": 0}, **src)  # fmt: skip
     summary.to_csv(csv, index=False)  # fractions, machine-readable (save_table wrote percent)
     return summary, diffs, fig
 

@@ -1,5 +1,11 @@
 """Side-by-side latency: candidates are run alternately on the same input, so machine noise
-hits all of them alike; report medians and spreads, and compare by ratios, never absolutes."""
+hits all of them alike; compare by ratios with their spread, never by absolutes.
+
+Each round runs every candidate once (in a rotating order); the ratio of a candidate to the
+first one is taken per round, and the table reports the median of those per-round ratios with
+their interquartile range. Where the IQR contains 1.0 the two are not measurably different on
+this machine, and ``verdict`` says so instead of printing a number that would flip between runs.
+"""
 
 from __future__ import annotations
 
@@ -9,42 +15,57 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+NO_DIFFERENCE = "no measurable difference"
+
+
+def ratio_verdict(ratio: float, low: float, high: float) -> str:
+    """``"no measurable difference"`` when [low, high] contains 1, else ``"1.23x (1.15-1.31)"``."""
+    if not np.isfinite([ratio, low, high]).all():
+        return "not measured"
+    if low <= 1.0 <= high:
+        return NO_DIFFERENCE
+    return f"{ratio:.2f}\u00d7 (IQR {low:.2f}\u2013{high:.2f})"
+
 
 def compare_latency(
-    candidates: dict[str, Callable[[], object]], reps: int = 20, warmup: int = 2
+    candidates: dict[str, Callable[[], object]], reps: int = 30, warmup: int = 2
 ) -> pd.DataFrame:
-    """Time each zero-argument callable ``reps`` times, interleaved (A B C A B C ...).
+    """Time each zero-argument callable in ``reps`` alternating rounds (A B C, B C A, ...).
 
-    Returns one row per candidate: median_ms, p25_ms, p75_ms, ``ratio`` (its median over the
-    first one's) and the median and interquartile range of the per-round ratio (``ratio_median``,
-    ``ratio_p25``, ``ratio_p75``: each round's time over the first candidate's in the same
-    round, so a slow moment of the machine cancels out).
+    Returns one row per candidate: ``median_ms``, ``p25_ms``, ``p75_ms``; ``ratio`` (median of
+    the per-round ratios to the first candidate), ``ratio_p25``, ``ratio_p75`` (their
+    interquartile range), ``verdict`` (``ratio_verdict``) and ``reps``.
     """
     if not candidates:
         raise ValueError("no candidates to time")
     if reps < 1:
         raise ValueError(f"reps must be >= 1, got {reps}")
+    names = list(candidates)
     for fn in candidates.values():
         for _ in range(warmup):
             fn()
-    times: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(reps):
-        for name, fn in candidates.items():
+    times = np.zeros((reps, len(names)))
+    for r in range(reps):
+        for k in range(len(names)):
+            j = (k + r) % len(names)  # rotate the order: no candidate always runs first
             t0 = time.perf_counter()
-            fn()
-            times[name].append((time.perf_counter() - t0) * 1e3)
-    first = np.asarray(next(iter(times.values())))
-    rows = {}
-    for name, t in times.items():
-        per_round = np.asarray(t) / first  # this candidate / the first, round by round
-        rows[name] = {
-            "median_ms": float(np.median(t)),
-            "p25_ms": float(np.percentile(t, 25)),
-            "p75_ms": float(np.percentile(t, 75)),
-            "ratio_median": float(np.median(per_round)),
-            "ratio_p25": float(np.percentile(per_round, 25)),
-            "ratio_p75": float(np.percentile(per_round, 75)),
-        }
-    frame = pd.DataFrame.from_dict(rows, orient="index")
-    frame.insert(3, "ratio", frame["median_ms"] / frame["median_ms"].iloc[0])
+            candidates[names[j]]()
+            times[r, j] = (time.perf_counter() - t0) * 1e3
+    ratios = times / times[:, :1]
+    frame = pd.DataFrame(
+        {
+            "median_ms": np.median(times, axis=0),
+            "p25_ms": np.percentile(times, 25, axis=0),
+            "p75_ms": np.percentile(times, 75, axis=0),
+            "ratio": np.median(ratios, axis=0),
+            "ratio_p25": np.percentile(ratios, 25, axis=0),
+            "ratio_p75": np.percentile(ratios, 75, axis=0),
+        },
+        index=names,
+    )
+    frame["verdict"] = [
+        "reference" if i == 0 else ratio_verdict(*row)
+        for i, row in enumerate(frame[["ratio", "ratio_p25", "ratio_p75"]].to_numpy())
+    ]
+    frame["reps"] = reps
     return frame

@@ -3,7 +3,9 @@
 Contents (tensors and primitive containers only, so ``torch.load(weights_only=True)`` reads it):
 ``model`` state dict, ``optimizer``, ``scheduler`` and (CUDA) ``scaler`` states, ``rng`` states
 (python, numpy, torch, cuda), ``epoch`` (epochs completed), ``epochs`` (epochs the run plans),
-``phase``, ``model_config`` and ``train_config`` dicts. Saving is atomic (write a temporary file
+``phase``, ``model_config`` and ``train_config`` dicts, and the position on the training's one
+continuous axis (TensorBoard): ``step_offset`` / ``epoch_offset`` (steps and epochs of the phases
+before this one) and ``global_step`` (``step_offset`` plus this phase's steps so far). Saving is atomic (write a temporary file
 in the same folder, then ``os.replace``), so a crash never leaves a half-written checkpoint.
 """
 
@@ -91,6 +93,9 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
     scaler: Any = None,
+    step_offset: int = 0,
+    epoch_offset: int = 0,
+    global_step: int = 0,
 ) -> Path:
     """Write a checkpoint atomically and return its path. ``epoch`` = epochs completed; the
     model config is the model's own (``model.config``), so a checkpoint always rebuilds its model."""
@@ -109,6 +114,9 @@ def save_checkpoint(
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
         "rng": rng_states(),
+        "step_offset": int(step_offset),
+        "epoch_offset": int(epoch_offset),
+        "global_step": int(global_step),
     }
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

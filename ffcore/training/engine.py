@@ -203,6 +203,7 @@ class PhaseLoop:
     use_amp: bool
     progress: bool
     history: History
+    bar: Any = None  # the phase's progress bar (tqdm over all its steps), or None
 
 
 def train_one_epoch(loop: PhaseLoop, epoch: int, last_good: str | None) -> float:
@@ -215,14 +216,9 @@ def train_one_epoch(loop: PhaseLoop, epoch: int, last_good: str | None) -> float
     max_norm = phase.grad_clip if phase.grad_clip is not None else math.inf
     loop.net.train()
     iters = len(loop.loader)
-    bar = tqdm(
-        loop.loader,
-        desc=f"phase {phase.id} epoch {epoch + 1}/{loop.epochs}",
-        disable=not (loop.progress and info.main),
-    )
     lr = math.nan
     tick = time.perf_counter()
-    for i, (images, targets) in enumerate(bar):
+    for i, (images, targets) in enumerate(loop.loader):
         images = images.to(loop.device, non_blocking=True)
         targets = to_device(targets, loop.device)
         if phase.mixup_alpha is not None:
@@ -258,7 +254,12 @@ def train_one_epoch(loop: PhaseLoop, epoch: int, last_good: str | None) -> float
         }
         tick = now
         loop.history.add(row)
-        bar.set_postfix(loss=f"{row['total']:.3f}", lr=f"{lr:.2e}")
+        if loop.bar is not None:
+            loop.bar.update(1)
+            loop.bar.set_postfix(
+                epoch=f"{epoch + 1}/{loop.epochs}", loss=f"{row['total']:.3f}", lr=f"{lr:.2e}",
+                refresh=False,
+            )  # fmt: skip
     return lr
 
 
@@ -288,6 +289,7 @@ def fit_phase(
     planned = config.epochs if config.epochs is not None or not resuming else state["epochs"]
     epochs, t0 = phase_epochs_and_t0(phase, planned)
     start_epoch = state["epoch"] if resuming else 0
+    step_offset, epoch_offset = _offsets(state, mode)
     if start_epoch > epochs or (start_epoch == epochs and mode != "finish"):
         raise ValueError(f"{config.resume_net}: already {start_epoch} epochs of {epochs} done")
     end_epoch = epochs if stop_after_epoch is None else min(epochs, stop_after_epoch)
@@ -338,7 +340,15 @@ def fit_phase(
         )
         if len(loader) == 0:
             raise ValueError("the training dataset is empty")
-        history = History(out_dir, start_epoch, enabled=info.main)
+        history = History(
+            out_dir, start_epoch, enabled=info.main, step_offset=step_offset,
+            epoch_offset=epoch_offset, phase=phase.id,
+        )  # fmt: skip
+        iters = len(loader)
+        bar = tqdm(
+            total=epochs * iters, initial=start_epoch * iters, desc=f"phase {phase.id}",
+            unit="step", disable=not (config.progress and info.main), dynamic_ncols=True,
+        )  # fmt: skip
         loop = PhaseLoop(
             phase=phase,
             epochs=epochs,
@@ -357,6 +367,7 @@ def fit_phase(
             use_amp=use_amp,
             progress=config.progress,
             history=history,
+            bar=bar,
         )
         save = dict(
             model=model,
@@ -368,6 +379,8 @@ def fit_phase(
             optimizer=optimizer,
             scheduler=scheduler,
             scaler=scaler,
+            step_offset=step_offset,
+            epoch_offset=epoch_offset,
         )
         latest = out_dir / LATEST
         last_good = config.resume_net
@@ -378,9 +391,10 @@ def fit_phase(
                 tick = time.perf_counter()
                 lr = train_one_epoch(loop, epoch, last_good)
                 if info.main:
-                    save_checkpoint(latest, epoch=epoch + 1, **save)
+                    done_steps = step_offset + (epoch + 1) * iters
+                    save_checkpoint(latest, epoch=epoch + 1, global_step=done_steps, **save)
                     if epoch + 1 == epochs:
-                        save_checkpoint(final, epoch=epoch + 1, **save)
+                        save_checkpoint(final, epoch=epoch + 1, global_step=done_steps, **save)
                 if info.enabled:
                     dist.barrier()
                 last_good = str(latest)
@@ -393,6 +407,7 @@ def fit_phase(
             if mode == "finish" and info.main:
                 _finish_phase(Path(config.resume_net), final, history, loop, probe)
         finally:
+            bar.close()
             history.close()
     return FitResult(
         phase=phase.id,
@@ -441,6 +456,17 @@ def _finish_phase(
                 loop.phase, loop.epochs, history.train_mean(loop.epochs), loop, probe, lr, math.nan
             )
         )
+
+
+def _offsets(state: dict[str, Any] | None, mode: str) -> tuple[int, int]:
+    """(steps, epochs) of the phases before this one on the continuous TensorBoard axis: a
+    resumed phase keeps its own offsets; a phase started from the previous one's checkpoint
+    continues after it (older checkpoints without the fields count as 0)."""
+    if state is None:
+        return 0, 0
+    if mode in ("resume", "finish"):
+        return int(state.get("step_offset", 0)), int(state.get("epoch_offset", 0))
+    return int(state.get("global_step", 0)), int(state.get("epoch_offset", 0)) + int(state["epoch"])
 
 
 def _epoch_row(

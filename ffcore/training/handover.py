@@ -53,6 +53,12 @@ def previous_checkpoint(run_dir: str | os.PathLike[str], phase_id: str) -> str |
     return phase_result(run_dir, previous)["checkpoint"]
 
 
+def relative_to_run(path: str | os.PathLike[str], run_dir: str | os.PathLike[str]) -> str:
+    """``path`` relative to the run folder ``run_dir``: how every JSON file of a run folder
+    stores paths, so the folder can be moved or shared (``phase_result`` makes them absolute)."""
+    return os.path.relpath(Path(path).resolve(), repo_path(run_dir).resolve())
+
+
 def _relative(path: str | os.PathLike[str] | None, root: Path) -> str | None:
     if path is None:
         return None

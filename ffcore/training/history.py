@@ -1,5 +1,10 @@
 """Rank 0's training logs: ``history.csv`` (one row per iteration), ``epochs.csv`` (one row per
-epoch, with the probe losses) and TensorBoard scalars."""
+epoch, with the probe losses) and TensorBoard scalars.
+
+TensorBoard uses one continuous axis over the four phases: a phase's steps and epochs are offset
+by those of the phases before it (``step_offset``/``epoch_offset``, carried by the checkpoints),
+so phase 2a continues where phase 1 ended. The scalar ``train/phase`` (1, 2, 3, 4 for phases 1,
+2a, 2b, 3) steps up at each boundary, and a text note marks where each phase starts."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ffcore.detection.loss import LOSS_TERMS
+from ffcore.schedule import PHASE_ORDER
 
 HISTORY = "history.csv"
 EPOCHS = "epochs.csv"
@@ -78,9 +84,19 @@ class History:
     with the probe losses) and TensorBoard scalars. A resumed phase keeps the rows of the epochs
     its checkpoint completed and drops the rest (an interrupted epoch's partial rows)."""
 
-    def __init__(self, out_dir: Path, keep_epochs: int, enabled: bool) -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        keep_epochs: int,
+        enabled: bool,
+        step_offset: int = 0,
+        epoch_offset: int = 0,
+        phase: str | None = None,
+    ) -> None:
         self.enabled = enabled
         self._writer = None
+        self.step_offset, self.epoch_offset = int(step_offset), int(epoch_offset)
+        self._phase_index = PHASE_ORDER.index(phase) + 1 if phase in PHASE_ORDER else None
         if not enabled:
             return
         self.iterations = _Table(out_dir / HISTORY, HISTORY_COLUMNS, keep_epochs)
@@ -92,14 +108,23 @@ class History:
         if last is None:  # a fresh start rewrites the whole history: old event files go too
             remove_event_files(tb_dir)
         self._writer = SummaryWriter(
-            log_dir=str(tb_dir), purge_step=None if last is None else int(last) + 1
+            log_dir=str(tb_dir),
+            purge_step=None if last is None else self.step_offset + int(last) + 1,
         )
+        if last is None and phase is not None:
+            self._writer.add_text(
+                "phase",
+                f"phase {phase} starts at step {self.step_offset + 1}, epoch {self.epoch_offset}",
+                self.step_offset + 1,
+            )
 
     def add(self, row: dict[str, Any]) -> None:
         if not self.enabled:
             return
         self.iterations.add(row)
-        step = int(row["step"])
+        step = self.step_offset + int(row["step"])
+        if self._phase_index is not None:
+            self._writer.add_scalar("train/phase", self._phase_index, step)
         for term in LOSS_TERMS:
             self._writer.add_scalar(f"loss/{term}", row[term], step)
         for key in ("lr", "grad_norm", "images_per_s"):
@@ -110,7 +135,9 @@ class History:
             return
         self.epochs.add(row)
         for term in LOSS_TERMS:
-            self._writer.add_scalar(f"probe/{term}", row[f"probe_{term}"], int(row["epoch"]))
+            self._writer.add_scalar(
+                f"probe/{term}", row[f"probe_{term}"], self.epoch_offset + int(row["epoch"])
+            )
 
     def train_mean(self, epoch: int) -> float:
         if not self.enabled:

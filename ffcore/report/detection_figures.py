@@ -1,0 +1,104 @@
+"""Figures of the evaluation: precision-recall curves and detections drawn on images."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib import patches
+
+from ffcore.report import figures
+
+MAX_LABELLED = 12  # boxes per image that get a score label (the rest: box only)
+
+
+def interpolated_pr(precision: np.ndarray, recall: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The PR points where detections exist (thresholds passed by no detection dropped), by
+    increasing recall, with the precision made monotone (the envelope the VOC AP integrates)."""
+    precision, recall = np.asarray(precision, float), np.asarray(recall, float)
+    keep = np.isfinite(precision) & np.isfinite(recall)
+    p, r = precision[keep], recall[keep]
+    order = np.argsort(r, kind="stable")
+    p, r = p[order], r[order]
+    return np.maximum.accumulate(p[::-1])[::-1], r
+
+
+def plot_pr_curves(
+    pr: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    ap: Mapping[str, float],
+    source: str | None = None,
+):
+    """Step-style PR curves (interpolated precision, so the area under each is its AP), each
+    starting at its first measured point; legend beside the axes."""
+    fig, ax = figures.new_figure("column", aspect=0.7)
+    for subset, (precision, recall) in pr.items():
+        p, r = interpolated_pr(precision, recall)
+        if len(r) == 0:
+            continue
+        (line,) = ax.step(
+            r, p, where="post", lw=1.2, label=f"{subset} (AP {100 * ap[subset]:.1f}%)"
+        )
+        ax.plot(r[:1], p[:1], "o", ms=2.5, color=line.get_color())  # where the data starts
+    ax.set(xlabel="recall", ylabel="precision (interpolated)", xlim=(0, 1), ylim=(0, 1.02))
+    figures.legend_outside(ax, title="subset", title_fontsize=7)
+    figures.add_source(fig, source)
+    return fig
+
+
+def draw_detections(
+    ax,
+    image_rgb: np.ndarray,
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    landmarks: np.ndarray | None = None,
+    min_score: float = 0.5,
+    max_labels: int = MAX_LABELLED,
+    color: str = "#00ff7f",
+) -> int:
+    """Draw ``image_rgb`` and the detections scoring >= ``min_score`` on ``ax``: boxes clipped
+    to the image, the score of the ``max_labels`` best in a readable label, landmarks as dots.
+    Returns the number of boxes drawn."""
+    h, w = image_rgb.shape[:2]
+    ax.imshow(image_rgb)
+    ax.set_xlim(0, w)
+    ax.set_ylim(h, 0)
+    ax.axis("off")
+    keep = np.flatnonzero(np.asarray(scores) >= min_score)
+    keep = keep[np.argsort(-np.asarray(scores)[keep], kind="stable")]
+    lw = max(0.6, min(w, h) / 400)
+    for rank, i in enumerate(keep):
+        x1, y1, x2, y2 = np.clip(boxes[i], [0, 0, 0, 0], [w - 1, h - 1, w - 1, h - 1])
+        if x2 <= x1 or y2 <= y1:
+            continue
+        ax.add_patch(patches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec=color, lw=lw))
+        if rank < max_labels:
+            ax.text(
+                x1, max(y1, 0), f"{scores[i]:.2f}", fontsize=5, color="black", va="bottom",
+                bbox={"boxstyle": "square,pad=0.1", "fc": color, "ec": "none", "alpha": 0.85},
+            )  # fmt: skip
+        if landmarks is not None:
+            pts = np.asarray(landmarks[i]).reshape(-1, 2)
+            inside = (pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h)
+            ax.plot(pts[inside, 0], pts[inside, 1], ".", ms=1.5, color="#ff3030")
+    return len(keep)
+
+
+def plot_detection_panels(
+    panels: Sequence[tuple[str, np.ndarray, object]],
+    min_score: float = 0.5,
+    source: str | None = None,
+    aspect: float | None = None,
+):
+    """One panel per ``(title, image_rgb, detections)``; each title ends with how many faces
+    were found at ``min_score`` ("1 face", "3 faces")."""
+    n = len(panels)
+    if aspect is None:
+        h, w = panels[0][1].shape[:2]
+        aspect = min(1.2, 1.15 * h / (w * n))
+    fig, axes = figures.new_figure("full", aspect=aspect, ncols=n, squeeze=False)
+    for ax, (title, image, dets) in zip(axes[0], panels, strict=True):
+        drawn = draw_detections(ax, image, dets.boxes, dets.scores, dets.landmarks, min_score)
+        ax.set_title(f"{title}\n{figures.plural(drawn, 'face')} at score \u2265 {min_score:g}",
+                     fontsize=6.5)  # fmt: skip
+    figures.add_source(fig, source)
+    return fig

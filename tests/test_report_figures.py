@@ -1,0 +1,77 @@
+"""The figure helpers: headless outside a kernel, source labels, restarts drawn as jumps,
+honest latency ratios, readable phase tables."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ffcore.paths import REPO_ROOT
+
+
+def test_scripts_are_headless_and_do_not_touch_a_kernel_backend() -> None:
+    code = "import ffcore.report.figures, matplotlib; print(matplotlib.get_backend())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT), "DISPLAY": ":0"},
+    )  # fmt: skip
+    assert out.stdout.strip().lower() == "agg"
+    source = (REPO_ROOT / "ffcore" / "report" / "figures.py").read_text()
+    assert 'matplotlib.use("Agg")' in source and "_inside_ipython()" in source
+
+
+def test_source_label_and_plural() -> None:
+    from ffcore.report import figures
+
+    assert figures.source_label("smoke") == "smoke run, synthetic data"
+    assert figures.plural(1, "face") == "1 face" and figures.plural(0, "face") == "0 faces"
+    assert figures.plural(1200, "face") == "1,200 faces"
+    fig, _ = figures.new_figure()
+    figures.add_source(fig, "smoke run, synthetic data")
+    assert "smoke run, synthetic data" in fig._suptitle.get_text()
+
+
+def test_learning_rate_restarts_become_gaps() -> None:
+    from ffcore.report.training_curves import break_at_restarts
+
+    x, y = break_at_restarts(pd.Series([0, 1, 2, 3]), pd.Series([1.0, 0.5, 1.0, 0.5]))
+    assert np.isnan(y[2]) and np.isnan(x[2]) and len(y) == 5  # a gap before the jump up
+
+
+def test_phase_table_shows_adam_eps() -> None:
+    from ffcore.report.training_curves import phase_table
+
+    assert set(phase_table().loc["eps"]) == {"1e-08"}
+
+
+def test_pr_curve_starts_where_the_data_starts() -> None:
+    from ffcore.report.detection_figures import interpolated_pr
+
+    precision = np.array([np.nan, np.nan, 1.0, 0.5, 0.6])
+    recall = np.array([np.nan, np.nan, 0.2, 0.4, 0.6])
+    p, r = interpolated_pr(precision, recall)
+    assert r[0] == pytest.approx(0.2) and list(p) == [1.0, 0.6, 0.6]
+
+
+def test_attention_block_titles_are_human() -> None:
+    from ffcore.report.ablation import block_label
+
+    assert block_label("neck_attention.0") == "BiFPN level P3"
+    assert block_label("backbone_attention.2") == "backbone stage 3 (stride 32)"
+
+
+def test_latency_ratio_reports_spread_and_says_when_no_difference() -> None:
+    from ffcore.report.timing import NO_DIFFERENCE, compare_latency, ratio_verdict
+
+    assert ratio_verdict(1.05, 0.97, 1.12) == NO_DIFFERENCE
+    assert ratio_verdict(1.5, 1.4, 1.6).startswith("1.50")
+    table = compare_latency({"a": lambda: sum(range(100)), "b": lambda: sum(range(100))}, reps=5)
+    assert list(table.columns) == [
+        "median_ms", "p25_ms", "p75_ms", "ratio", "ratio_p25", "ratio_p75", "verdict", "reps",
+    ]  # fmt: skip
+    assert table.loc["a", "verdict"] == "reference" and table.loc["a", "ratio"] == 1.0
+    assert table.loc["b", "ratio_p25"] <= table.loc["b", "ratio"] <= table.loc["b", "ratio_p75"]
