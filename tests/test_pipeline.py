@@ -8,6 +8,7 @@ import re
 
 import pandas as pd
 import pytest
+from jsonwalk import json_strings
 
 from ffcore.paths import FIGURES_DIR
 from ffcore.pipeline import PHASE_NOTEBOOKS
@@ -60,7 +61,7 @@ def test_smoke_reproduction(tmp_path) -> None:
     assert images["06_evaluation"] >= 3 and images["07_ablation_figures"] >= 3, images
     # the run folder holds relative paths only
     for path in run.rglob("*.json"):
-        absolute = [s for s in _json_strings(json.loads(path.read_text())) if s.startswith("/")]
+        absolute = [s for s in json_strings(json.loads(path.read_text())) if s.startswith("/")]
         assert not absolute, f"{path}: {absolute}"
 
     # figures/README.md lists exactly the files the notebooks make
@@ -85,14 +86,3 @@ def _image_outputs(path) -> int:
         if cell.cell_type == "code"
         for out in cell.outputs
     )
-
-
-def _json_strings(value):
-    if isinstance(value, dict):
-        for v in value.values():
-            yield from _json_strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _json_strings(v)
-    elif isinstance(value, str):
-        yield value

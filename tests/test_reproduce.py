@@ -6,6 +6,7 @@ import json
 
 import nbformat
 import pytest
+from jsonwalk import json_strings
 
 from ffcore.reproduce import NotebookFailed, reproduce
 
@@ -135,22 +136,11 @@ def test_only_declared_parameters_are_passed(notebooks, tmp_path) -> None:
     assert "device" not in injected.source and "undeclared" not in injected.source
 
 
-def _json_strings(value):
-    if isinstance(value, dict):
-        for v in value.values():
-            yield from _json_strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _json_strings(v)
-    elif isinstance(value, str):
-        yield value
-
-
 def test_run_folder_holds_relative_paths_and_can_move(notebooks, tmp_path) -> None:
     run = tmp_path / "run"
     _run(notebooks, run, ("a", "b"))
     state = json.loads((run / "reproduce_state.json").read_text())
-    assert not [s for s in _json_strings(state) if s.startswith("/")], state
+    assert not [s for s in json_strings(state) if s.startswith("/")], state
     moved = tmp_path / "moved"
     run.rename(moved)
     # the moved folder reads as the same run: nothing re-runs
