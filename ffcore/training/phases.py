@@ -94,9 +94,13 @@ def run_phase(
     return result
 
 
+PROBE_RISE_LIMIT = 1.25  # phase 3 may end with a probe loss at most 25 % above where it started
+
+
 def check_phase_result(result: FitResult) -> str:
     """The checks each phase notebook shows: the final checkpoint carries this phase's switches,
-    it started from the previous phase's final checkpoint, and the probe loss fell. Raises
+    it started from the previous phase's final checkpoint, and the probe loss fell (phase 3,
+    which regularises: did not rise by more than ``PROBE_RISE_LIMIT``). Raises
     ``AssertionError`` naming what failed; returns a one-line summary."""
     from ffcore.training.checkpoint import load_checkpoint, load_model
 
@@ -112,7 +116,12 @@ def check_phase_result(result: FitResult) -> str:
         )
         assert info["train_config"]["resume_net"] == result.started_from
     probe = result.probe_losses
-    assert probe[-1] < probe[0], f"probe loss did not fall: {probe}"
+    if phase.mixup_alpha is None:
+        assert probe[-1] < probe[0], f"probe loss did not fall: {probe}"
+    else:
+        # A regularising phase (mixup, dropout, low lr) trades training fit for robustness: on a
+        # converged model its clean-crop probe loss may rise a little; it must not blow up.
+        assert probe[-1] < PROBE_RISE_LIMIT * probe[0], f"probe loss rose too far: {probe}"
     return (
         f"phase {phase.id}: attention {phase.attention_label}, head dropout {phase.head_dropout}; "
         f"probe loss {probe[0]:.3f} -> {probe[-1]:.3f}"
