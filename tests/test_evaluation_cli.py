@@ -79,7 +79,7 @@ def test_evaluate_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
         code = main(["evaluate", "--checkpoint", str(ckpt), "--data-root", str(root), "--json"])
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
-    assert set(printed) == {"easy", "medium", "hard", "protocol"}
+    assert set(printed) == {"easy", "medium", "hard", "protocol", "landmarks"}
     assert printed["protocol"] == "original scale"
     pred_dir = tmp_path / "phase3_widerface_val"
     assert json.loads((pred_dir / "ap.json").read_text()) == printed
