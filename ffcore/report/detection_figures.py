@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import cv2
 import numpy as np
 from matplotlib import patches
 
 from ffcore.report import figures
 
 MAX_LABELLED = 12  # boxes per image that get a score label (the rest: box only)
+
+
+DISPLAY_PX = 640  # long side of a photo as drawn in a figure
 
 
 def interpolated_pr(precision: np.ndarray, recall: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -59,7 +63,17 @@ def draw_detections(
     to the image, the score of the ``max_labels`` best in a readable label, landmarks as dots.
     Returns the number of boxes drawn."""
     h, w = image_rgb.shape[:2]
-    ax.imshow(image_rgb)
+    # shown at most DISPLAY_PX on its long side (keeps the exported PDF small); the extent keeps
+    # the axes in the image's own pixels, so boxes need no mapping
+    scale = min(1.0, DISPLAY_PX / max(h, w))
+    shown = (
+        image_rgb
+        if scale == 1.0
+        else cv2.resize(
+            image_rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA
+        )
+    )
+    ax.imshow(shown, extent=(0, w, h, 0), interpolation="none")  # PDF embeds the pixels as they are
     ax.set_xlim(0, w)
     ax.set_ylim(h, 0)
     ax.axis("off")
