@@ -175,26 +175,28 @@ def plot_study(results: pd.DataFrame, summary: pd.DataFrame, source: str):
     return fig
 
 
-def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The summary for LaTeX: AP in percent, human configuration names."""
-    t = summary.copy()
-    t["configuration"] = [CONFIGURATIONS[c].label for c in t["configuration"]]
-    for col in ("mean", "ci_low", "ci_high"):
+def _in_points(frame: pd.DataFrame, value: str, value_name: str, seeds: str) -> pd.DataFrame:
+    """``value`` and its interval as AP points (x 100) under human column names."""
+    t = frame.copy()
+    for col in (value, "ci_low", "ci_high"):
         t[col] = t[col] * 100
     return t.rename(
-        columns={"n_seeds": "seeds", "mean": "AP (%)", "ci_low": "95% CI low",
+        columns={seeds: "seeds", value: value_name, "ci_low": "95% CI low",
                  "ci_high": "95% CI high"}
     )  # fmt: skip
+
+
+def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary for LaTeX: AP in percent, human configuration names."""
+    t = _in_points(summary, "mean", "AP (%)", "n_seeds")
+    t["configuration"] = [CONFIGURATIONS[c].label for c in t["configuration"]]
+    return t
 
 
 def comparison_table(diffs: pd.DataFrame) -> pd.DataFrame:
-    t = diffs[["comparison", "subset", "n", "mean_diff", "ci_low", "ci_high", "verdict"]].copy()
-    for col in ("mean_diff", "ci_low", "ci_high"):
-        t[col] = t[col] * 100
-    return t.rename(
-        columns={"n": "seeds", "mean_diff": "difference (AP points)", "ci_low": "95% CI low",
-                 "ci_high": "95% CI high"}
-    )  # fmt: skip
+    """The comparisons for LaTeX: differences and intervals in AP points, with the verdict."""
+    columns = ["comparison", "subset", "n", "mean_diff", "ci_low", "ci_high", "verdict"]
+    return _in_points(diffs[columns], "mean_diff", "difference (AP points)", "n")
 
 
 def cost_table(results: pd.DataFrame) -> pd.DataFrame:
