@@ -90,7 +90,7 @@ def _max_or_nan(values: list[float]) -> float:
 
 def _load(which: str, checkpoint: str | None):
     if which == "ECA-CBAM":
-        from ffcore.training.checkpoint import load_model
+        from ffcore.models.checkpoint import load_model
 
         return load_model(checkpoint, "cpu")[0]
     from ffcore.models.reference import load_reference_model

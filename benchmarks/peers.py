@@ -118,7 +118,7 @@ def _featherface_model(checkpoint: str | None):
     from ffcore.models import build_model
 
     if checkpoint:
-        from ffcore.training.checkpoint import load_model
+        from ffcore.models.checkpoint import load_model
 
         return load_model(checkpoint)[0], True, f"checkpoint {checkpoint}"
     torch.manual_seed(0)

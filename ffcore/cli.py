@@ -242,7 +242,7 @@ def _detect_model(args: argparse.Namespace):
         from ffcore.models import reference as pretrained
 
         return pretrained.load_reference_model(), pretrained.REFERENCE_LABEL, None
-    from ffcore.training.checkpoint import load_model
+    from ffcore.models.checkpoint import load_model
 
     model, info = load_model(args.checkpoint, args.device)
     label = f"{args.checkpoint} (variant {model.config.variant}, phase {info['phase']})"
@@ -373,7 +373,7 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from ffcore.evaluation.inference import DetectParams, default_prediction_dir, evaluate_model
-    from ffcore.training.checkpoint import load_model
+    from ffcore.models.checkpoint import load_model
 
     model, _ = load_model(args.checkpoint, args.device)
     out = args.out or default_prediction_dir(args.checkpoint)
@@ -433,7 +433,7 @@ def _run_export_onnx(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     else:
-        from ffcore.training.checkpoint import load_model
+        from ffcore.models.checkpoint import load_model
 
         model, _info = load_model(args.checkpoint, map_location="cpu")
     calibration = None
@@ -588,7 +588,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 # -- study ----------------------------------------------------------------------------------
 def _add_study(p: argparse.ArgumentParser) -> None:
-    from ffcore.training.study import CONFIGURATIONS, SlurmOptions
+    from ffcore.study import CONFIGURATIONS, SlurmOptions
 
     p.add_argument("--profile", choices=tuple(PROFILES), default="study")
     p.add_argument(
@@ -626,7 +626,7 @@ def _add_study(p: argparse.ArgumentParser) -> None:
 def _run_study(args: argparse.Namespace) -> int:
     from ffcore.paths import repo_path
     from ffcore.report.study import load_results, paired_differences, summarize
-    from ffcore.training.study import SlurmOptions, StudySpec, make_cells, run_study
+    from ffcore.study import SlurmOptions, StudySpec, make_cells, run_study
 
     if args.data_root is None:
         from ffcore.data.synthetic import ensure_dataset

@@ -112,6 +112,10 @@ class TrainConfig:
     # "phased": the attention switches of the phase table; "joint": channel and spatial attention
     # on from the first step of phase 1 (the ablation's control), everything else identical
     attention_schedule: str = "phased"
+    # phase 1 from scratch: None draws the initial weights from the global generator (seeded by
+    # ``seed``); an int draws every module from its own stream of it (``build_model``), so
+    # variants share every common initial tensor exactly (the ablation study)
+    init_seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.variant is not None and self.variant not in VARIANTS:

@@ -179,7 +179,7 @@ def export_checkpoint(
     dynamic: bool = False,
 ) -> ExportResult:
     """Export the model of an ffcore checkpoint (with the switches of its phase)."""
-    from ffcore.training.checkpoint import load_model
+    from ffcore.models.checkpoint import load_model
 
     model, _info = load_model(checkpoint, map_location="cpu")
     return export_onnx(model, out_path, image_size=image_size, dynamic=dynamic)

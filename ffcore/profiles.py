@@ -3,7 +3,7 @@
 ``ci``     seconds; tiny images and epochs; for the test suite only.
 ``smoke``  the README's ``make reproduce``: minutes on 2 CPU cores on the synthetic dataset, and
            it converges (the phase-3 model detects the synthetic val faces).
-``study``  one cell of the ablation grid (``ffcore.training.study``) on the synthetic dataset.
+``study``  one cell of the ablation grid (``ffcore.study``) on the synthetic dataset.
 ``full``   the thesis schedule on real WIDER FACE (epochs from ``ffcore.schedule.PHASES``).
 """
 

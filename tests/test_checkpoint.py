@@ -5,17 +5,14 @@ import pytest
 import torch
 
 from ffcore.models import build_model
-from ffcore.schedule import get_phase
-from ffcore.training.checkpoint import (
+from ffcore.models.checkpoint import (
     CheckpointError,
     final_checkpoint_name,
     load_checkpoint,
     load_model,
-    rng_states,
-    save_checkpoint,
-    set_rng_states,
-    start_mode,
 )
+from ffcore.schedule import get_phase
+from ffcore.training.checkpoint import rng_states, save_checkpoint, set_rng_states, start_mode
 
 
 @pytest.fixture(scope="module")

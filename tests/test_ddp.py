@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from ffcore.data.synthetic import generate_dataset
+from ffcore.models.checkpoint import load_checkpoint
 from ffcore.paths import REPO_ROOT
-from ffcore.training.checkpoint import load_checkpoint
 
 
 def _free_port() -> int:

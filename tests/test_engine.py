@@ -8,8 +8,9 @@ import torch
 from ffcore.config import TrainConfig, to_dict
 from ffcore.data.synthetic import generate_dataset
 from ffcore.models import build_model
+from ffcore.models.checkpoint import CheckpointError, load_checkpoint, load_model
 from ffcore.schedule import get_phase
-from ffcore.training.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from ffcore.training.checkpoint import save_checkpoint
 from ffcore.training.engine import NonFiniteLossError, fit_phase, phase_epochs_and_t0
 from ffcore.training.mixup import mixup_batch
 

@@ -23,8 +23,9 @@ from ffcore.export import (
     op_counts,
 )
 from ffcore.models import build_model
+from ffcore.models.checkpoint import load_model
 from ffcore.models.deform import ModulatedDeformConv
-from ffcore.training.checkpoint import load_model, save_checkpoint
+from ffcore.training.checkpoint import save_checkpoint
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

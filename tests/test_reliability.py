@@ -18,7 +18,8 @@ import pytest
 from ffcore.config import TrainConfig
 from ffcore.data.synthetic import generate_dataset
 from ffcore.models import build_model
-from ffcore.training.checkpoint import CheckpointError, save_checkpoint
+from ffcore.models.checkpoint import CheckpointError
+from ffcore.training.checkpoint import save_checkpoint
 from ffcore.training.engine import fit_phase
 from ffcore.training.history import History
 from ffcore.training.lock import PhaseFolderLocked, PhaseLock

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from ffcore.data.synthetic import generate_dataset
-from ffcore.training.checkpoint import load_model
-from ffcore.training.study import StudySpec, make_cells, read_cell_result, run_study
+from ffcore.models.checkpoint import load_model
+from ffcore.study import StudySpec, make_cells, read_cell_result, run_study
 
 pytestmark = pytest.mark.slow
 

@@ -9,10 +9,13 @@ parameters, so state-dict keys never change between training phases.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 from torch import nn
+
+from ffcore.models.init_streams import StreamFactory
 
 
 def eca_kernel_size(channels: int, gamma: int = 2, beta: int = 1) -> int:
@@ -117,13 +120,23 @@ def create_attention(
     gamma: int = 2,
     beta: int = 1,
     sam_kernel: int = 7,
+    init: StreamFactory | None = None,
 ) -> nn.Module:
     """An attention block by name (as timm's ``create_attn``): "eca_cbam", "cbam" or "none"
-    (the identity). Each argument is used by the blocks that have it."""
-    if name == "eca_cbam":
-        return ECACBAM(channels, gamma, beta, sam_kernel)
-    if name == "cbam":
-        return CBAM(channels, reduction, sam_kernel)
+    (the identity). Each argument is used by the blocks that have it. ``init`` (see
+    ``ffcore.models.init_streams``) gives the channel and the spatial part their own weight
+    streams, so CBAM and ECA-CBAM built from one seed share their SAM weights exactly."""
+    stream = init or (lambda _name: contextlib.nullcontext())
     if name == "none":
         return nn.Identity()
-    raise ValueError(f"unknown attention {name!r}; choose from eca_cbam, cbam, none")
+    if name not in ("eca_cbam", "cbam"):
+        raise ValueError(f"unknown attention {name!r}; choose from eca_cbam, cbam, none")
+    with stream("channel"):
+        channel = (
+            ECA(channels, gamma, beta)
+            if name == "eca_cbam"
+            else ChannelAttention(channels, reduction)
+        )
+    with stream("spatial"):
+        spatial = SpatialAttention(sam_kernel)
+    return AttentionBlock(channel, spatial)

@@ -17,6 +17,7 @@ from ffcore.models.attention import AttentionBlock, create_attention
 from ffcore.models.backbone import MAX_STRIDE, STAGE_CHANNELS, MobileNetV1
 from ffcore.models.context import SSH, ChannelShuffle
 from ffcore.models.heads import DetectionHeads
+from ffcore.models.init_streams import StreamFactory, streams
 from ffcore.models.neck import FPN, BiFPN
 from ffcore.schedule import Phase
 
@@ -33,24 +34,41 @@ MODULE_GROUPS: tuple[str, ...] = (
 
 
 class FeatherFace(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, init_seed: int | None = None) -> None:
+        """``init_seed``: draw each module group's initial weights from its own stream
+        (``ffcore.models.init_streams``), so variants built from one seed share every common
+        tensor exactly; None draws from the global generator in construction order."""
         super().__init__()
         self.config = config
         c, spec = config.neck_channels, config.spec
-        self.backbone = MobileNetV1()
-        self.backbone_attention = nn.ModuleList(self._attention(ch) for ch in STAGE_CHANNELS)
-        if spec.neck == "fpn":
-            self.neck: nn.Module = FPN(STAGE_CHANNELS, c)
-        else:
-            self.neck = BiFPN(STAGE_CHANNELS, c, config.bifpn_repeats)
-        self.neck_attention = nn.ModuleList(self._attention(c) for _ in STAGE_CHANNELS)
-        self.context = nn.ModuleList(SSH(c, deformable=config.deformable) for _ in STAGE_CHANNELS)
+        stream = streams(init_seed)
+        with stream("backbone"):
+            self.backbone = MobileNetV1()
+        self.backbone_attention = nn.ModuleList(
+            self._attention(ch, streams(init_seed, f"backbone_attention.{i}"))
+            for i, ch in enumerate(STAGE_CHANNELS)
+        )
+        with stream("neck"):
+            if spec.neck == "fpn":
+                self.neck: nn.Module = FPN(STAGE_CHANNELS, c)
+            else:
+                self.neck = BiFPN(STAGE_CHANNELS, c, config.bifpn_repeats)
+        self.neck_attention = nn.ModuleList(
+            self._attention(c, streams(init_seed, f"neck_attention.{i}"))
+            for i in range(len(STAGE_CHANNELS))
+        )
+        contexts = []
+        for i in range(len(STAGE_CHANNELS)):
+            with stream(f"context.{i}"):
+                contexts.append(SSH(c, deformable=config.deformable))
+        self.context = nn.ModuleList(contexts)
         self.shuffle = ChannelShuffle(2) if spec.shuffle else nn.Identity()
         self.head_dropout = nn.Dropout(config.head_dropout)
         self.dropout_on = False
-        self.heads = DetectionHeads(c, len(STAGE_CHANNELS), config.num_anchors)
+        with stream("heads"):
+            self.heads = DetectionHeads(c, len(STAGE_CHANNELS), config.num_anchors)
 
-    def _attention(self, channels: int) -> nn.Module:
+    def _attention(self, channels: int, init: StreamFactory) -> nn.Module:
         cfg = self.config
         return create_attention(
             cfg.spec.attention,
@@ -59,6 +77,7 @@ class FeatherFace(nn.Module):
             gamma=cfg.eca_gamma,
             beta=cfg.eca_beta,
             sam_kernel=cfg.sam_kernel,
+            init=init,
         )
 
     # -- switches ---------------------------------------------------------------------------

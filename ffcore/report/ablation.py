@@ -115,7 +115,7 @@ def evaluate_phases(
     ``<out_dir>/ap_by_phase.csv``. ``known``: phase id -> WiderResult already computed. A phase
     whose notebook has not run is left out (with a note); the ablation then says it is missing."""
     from ffcore.evaluation.inference import evaluate_model
-    from ffcore.training.checkpoint import load_model
+    from ffcore.models.checkpoint import load_model
 
     out = Path(out_dir)
     rows = {}

@@ -1,4 +1,4 @@
-"""Statistics, tables and the figure of the ablation study (``ffcore.training.study``).
+"""Statistics, tables and the figure of the ablation study (``ffcore.study``).
 
 For each configuration and subset: the mean AP over seeds and its 95 % Student-t interval. For
 each comparison A - B: the paired difference by seed (same data order and augmentation) with its
@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from ffcore.report import figures
-from ffcore.training.study import CONFIGURATIONS, RESULT_FILE
+from ffcore.study import CONFIGURATIONS, RESULT_FILE
 
 SUBSETS: tuple[str, ...] = ("easy", "medium", "hard")
 CONFIDENCE = 0.95

@@ -43,18 +43,16 @@ from ffcore.config import DEFAULT_VARIANT, TrainConfig, to_dict
 from ffcore.data.widerface import collate
 from ffcore.detection.loss import LOSS_TERMS, MultiBoxLoss
 from ffcore.detection.priors import prior_boxes
-from ffcore.models.device import resolve_device
-from ffcore.schedule import Phase, get_phase
-from ffcore.training.checkpoint import (
+from ffcore.models.checkpoint import (
     CheckpointError,
     final_checkpoint_name,
     load_checkpoint,
     load_weights,
     model_config_of,
-    save_checkpoint,
-    set_rng_states,
-    start_mode,
 )
+from ffcore.models.device import resolve_device
+from ffcore.schedule import Phase, get_phase
+from ffcore.training.checkpoint import save_checkpoint, set_rng_states, start_mode
 from ffcore.training.distributed import DistInfo, all_finite, dist_from_env, distributed
 from ffcore.training.history import EPOCHS, HISTORY, History
 from ffcore.training.lock import PhaseLock
@@ -166,7 +164,7 @@ def _build_model(config: TrainConfig, state: dict[str, Any] | None) -> nn.Module
     from ffcore.models import build_from_config, build_model
 
     if state is None:
-        model = build_model(config.variant or DEFAULT_VARIANT)
+        model = build_model(config.variant or DEFAULT_VARIANT, init_seed=config.init_seed)
         if config.backbone_init is not None:
             from ffcore.models.reference import init_backbone  # needs the pretrained extra
 

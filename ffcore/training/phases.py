@@ -102,7 +102,7 @@ def check_phase_result(result: FitResult) -> str:
     it started from the previous phase's final checkpoint, and the probe loss fell (phase 3,
     which regularises: did not rise by more than ``PROBE_RISE_LIMIT``). Raises
     ``AssertionError`` naming what failed; returns a one-line summary."""
-    from ffcore.training.checkpoint import load_checkpoint, load_model
+    from ffcore.models.checkpoint import load_checkpoint, load_model
 
     phase = get_phase(result.phase)
     model, info = load_model(result.checkpoint)

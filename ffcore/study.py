@@ -112,7 +112,7 @@ def _phase_start(
 ) -> tuple[str | None, bool]:
     """(starting checkpoint, done) for a phase of a cell: done when its final checkpoint
     exists; a mid-phase ``latest.pth`` resumes; else the previous phase's final checkpoint."""
-    from ffcore.training.checkpoint import final_checkpoint_name, load_checkpoint
+    from ffcore.models.checkpoint import final_checkpoint_name, load_checkpoint
 
     phase = get_phase(phase_id)
     folder = weights / phase.folder
@@ -135,8 +135,8 @@ def run_cell(cell: Cell, spec: StudySpec) -> dict[str, Any]:
 
     from ffcore.evaluation.inference import evaluate_model
     from ffcore.evaluation.wider_ap import ap_record
+    from ffcore.models.checkpoint import load_model
     from ffcore.models.reference import resolve_backbone_init
-    from ffcore.training.checkpoint import load_model
     from ffcore.training.engine import fit_phase
 
     if spec.threads is not None:
@@ -171,6 +171,7 @@ def run_cell(cell: Cell, spec: StudySpec) -> dict[str, Any]:
             backbone_init=init if (pid == PHASE_ORDER[0] and not resuming) else None,
             progress=False,
             attention_schedule=conf.schedule,
+            init_seed=cell.seed,  # every variant of a seed starts from the same shared tensors
         )
         result = fit_phase(config)
         losses[pid] = {"final_loss": result.final_loss, "probe_losses": list(result.probe_losses)}
