@@ -243,3 +243,26 @@ def test_label_detections_on_an_image_without_faces() -> None:
     out = ev.label_detections(np.array([[*FAR, 0.3]]), np.zeros((0, 4)), np.zeros(0, int))
     assert out.tp.tolist() == out.fp.tolist() == out.ignored.tolist() == [False]
     assert out.missed.shape == (0,)
+
+
+def test_select_images_scores_like_a_ground_truth_built_from_those_images_alone() -> None:
+    gt, preds = _random_case(np.random.default_rng(5))
+    pos = {"0--E": [1, 2, 5], "1--E": [0, 3, 4, 6, 7], "2--E": [2, 3, 6]}
+    keep = {(e, f"{e[0]}_img_{i}") for e, idx in pos.items() for i in idx}
+    part_gt, part_preds = ev.select_images(gt, preds, lambda e, n: (e, n) in keep)
+    # independently: the same images picked by position
+    events = [e for e in gt.events if e in pos]
+    ix = [gt.events.index(e) for e in events]
+    hand = GroundTruth(
+        events,
+        [[gt.images[e][i] for i in pos[gt.events[e]]] for e in ix],
+        [[gt.boxes[e][i] for i in pos[gt.events[e]]] for e in ix],
+        {s: [[gt.keep[s][e][i] for i in pos[gt.events[e]]] for e in ix] for s in gt.keep},
+    )
+    hand_preds = [[preds[e][i] for i in pos[gt.events[e]]] for e in ix]
+    assert part_gt.images == hand.images
+    got, want = ev.evaluate(part_preds, part_gt), reference_evaluate(hand_preds, hand)
+    for s in ("easy", "medium", "hard"):
+        assert 0.0 < got.ap[s] < 1.0 and got.ap[s] == want[s][0]
+    with pytest.raises(ValueError, match="no image"):
+        ev.select_images(gt, preds, lambda e, n: False)

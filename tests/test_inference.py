@@ -116,6 +116,63 @@ def test_predict_dataset_writes_the_official_layout(tmp_path: Path) -> None:
     assert result.num_faces["hard"] > 0 and 0.0 <= result.ap["hard"] <= 1.0
 
 
+class MeanHead(nn.Module):
+    """One detection per image at prior 0 whose score is the image's mean: batched or not, each
+    image gets its own exact score; records the input shapes it saw."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+        self.seen: list[tuple[int, ...]] = []
+
+    def forward(self, x: torch.Tensor):
+        self.seen.append(tuple(x.shape))
+        b, p = x.shape[0], num_priors(tuple(x.shape[-2:]))
+        logits = torch.zeros(b, p, 2)
+        logits[:, :, 0] = 10.0
+        logits[:, 0, 0] = 0.0
+        logits[:, 0, 1] = torch.tanh(x.mean(dim=(1, 2, 3)) / 50)  # score in (0.27, 0.73)
+        return torch.zeros(b, p, 4), logits, torch.zeros(b, p, 10)
+
+
+def test_predict_dataset_batches_same_size_images_in_val_order(tmp_path: Path) -> None:
+    """batch_size=1 writes exactly what ``detect`` finds (a real model); larger batches run
+    same-size images together, never on a shared canvas, and call on_image in val order."""
+    from ffcore.data.synthetic import generate_dataset
+    from ffcore.data.widerface import iter_val_images, read_image
+    from ffcore.models import build_model
+
+    root = generate_dataset(tmp_path / "data", n_train=1, n_val=10, image_size=128, seed=3)
+    items = list(iter_val_images(root))
+    model = build_model("eca_cbam", init_seed=0)
+    model.train()  # predict_dataset switches eval mode on once and restores the mode
+    out = predict_dataset(model, root, tmp_path / "pred", progress=False, keep_top_k=30)
+    assert model.training
+    for item in items:
+        want = detect(model, read_image(item.path), keep_top_k=30).to_wider()
+        got = read_prediction_file(out / item.event / f"{item.name}.txt")
+        np.testing.assert_allclose(got, want, atol=5e-4, rtol=0)  # the file rounds to 3 places
+
+    head = MeanHead()
+    results = {}
+    for bs in (1, 4):
+        seen: list[tuple[str, float]] = []
+        head.seen.clear()
+        predict_dataset(
+            head, root, tmp_path / f"mean{bs}", progress=False, batch_size=bs,
+            on_image=lambda item, d, seen=seen: seen.append((item.name, float(d.scores[0]))),
+        )  # fmt: skip
+        results[bs] = (seen, list(head.seen))
+    (single, shapes1), (batched, shapes4) = results[1], results[4]
+    assert [n for n, _ in single] == [i.name for i in items]
+    assert batched == single  # same order, same per-image scores
+    assert len(shapes1) == len(items) and all(s[0] == 1 for s in shapes1)
+    assert max(s[0] for s in shapes4) > 1 and len(shapes4) < len(items)
+    assert len({s[2:] for s in shapes1}) > 1  # several sizes: grouping was needed
+    with pytest.raises(ValueError, match="batch_size"):
+        predict_dataset(model, root, tmp_path / "x", progress=False, batch_size=0)
+
+
 def test_find_failures_by_hand(tmp_path: Path) -> None:
     from ffcore.data.wider_mat import GroundTruth, write_ground_truth
     from ffcore.evaluation.failures import find_failures

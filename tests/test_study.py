@@ -67,9 +67,22 @@ def test_phased_and_joint_cells_switch_as_configured_skip_and_resume(data, tmp_p
     cell_dir = out / "eca_cbam_joint_seed0"
     (cell_dir / "result.json").unlink()
     shutil.rmtree(cell_dir / "weights" / "phase3")
+    before = json.loads((out / "eca_cbam_phased_seed0" / "result.json").read_text())
     again = run_study(cells[1:], _spec(data, out), report=lines.append)[0]
-    assert sorted(again["losses"]) == ["3"]
+    assert sorted(again["losses"]) == ["1", "2a", "2b", "3"]  # read back from each epochs.csv
     assert read_cell_result(out, cells[1]) == again
+    # the parts of the val set: two disjoint halves and (synthetic) the first 96 images
+    assert set(again["ap_splits"]) == {"half_a", "half_b", "first96"}
+    assert again["ap_splits"]["first96"] == {s: again["ap"][s] for s in ("easy", "medium", "hard")}
+    # a cell killed during evaluation: its cost and losses survive, the temporary folder goes
+    cell_dir = out / "eca_cbam_phased_seed0"
+    (cell_dir / "result.json").unlink()
+    (cell_dir / ".predictions.999999.tmp" / "0--x").mkdir(parents=True)
+    resumed = run_study(cells[:1], _spec(data, out), report=lines.append)[0]
+    assert resumed["seconds"]["train"] == before["seconds"]["train"] > 1.0
+    assert resumed["cpu_seconds"]["train"] == before["cpu_seconds"]["train"] > 1.0
+    assert resumed["losses"] == before["losses"] and resumed["ap"] == before["ap"]
+    assert not list(cell_dir.glob(".predictions.*"))
 
 
 def test_submitit_local_launcher_runs_the_same_cells(data, tmp_path) -> None:

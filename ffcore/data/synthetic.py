@@ -371,6 +371,15 @@ def _image_name(event: EventStyle, split: str, index: int) -> str:
     return f"{number}_{label}_{split}_{index:05d}"
 
 
+def image_index(name: str) -> int | None:
+    """The generation index of a synthetic image name (``..._val_00042`` -> 42); None for a
+    name this generator did not make (real WIDER FACE)."""
+    stem, _, digits = name.rpartition("_")
+    if not (stem.endswith(("_train", "_val")) and len(digits) == 5 and digits.isdigit()):
+        return None
+    return int(digits)
+
+
 def iter_images(split: str, n: int, image_size: int, seed: int) -> Iterator[SyntheticImage]:
     """The images of one split, image ``i`` from ``default_rng([seed, split_code, i])``."""
     code = {"train": 0, "val": 1}[split]

@@ -174,11 +174,23 @@ def detect_batch(
     if len(images_bgr) == 0:
         return []
     preps = [_prepare(image, params.image_size) for image in images_bgr]
-    batch = _stack_on_canvas(preps, canvas)
     dev = torch.device(device) if device is not None else _device_of(model)
     model.to(dev)
     with eval_mode(model), torch.inference_mode():
-        loc, logits, ldm = model(batch.to(dev))
+        return _detect_prepared(model, preps, params, dev, canvas)
+
+
+def _detect_prepared(
+    model: nn.Module,
+    preps: Sequence[_Prepared],
+    params: DetectParams,
+    dev: torch.device,
+    canvas: tuple[int, int] | None = None,
+) -> list[Detections]:
+    """The forward pass and post-processing of ``detect_batch`` for a model already on ``dev``
+    and in eval mode (callers with many batches switch it once, not per batch)."""
+    batch = _stack_on_canvas(preps, canvas)
+    loc, logits, ldm = model(batch.to(dev))
     ph, pw = batch.shape[-2:]
     priors = prior_boxes((ph, pw)).to(dev)
     if loc.shape[1] != priors.shape[0] or loc.shape[0] != len(preps):
@@ -286,26 +298,59 @@ def predict_dataset(
     device: str | torch.device | None = None,
     progress: bool = True,
     on_image: Callable[[Any, Detections], None] | None = None,
+    batch_size: int = 1,
     **overrides: float | int | None,
 ) -> Path:
-    """Detect faces in every val image of ``data_root`` (one image per forward pass, as
-    ``detect``) and write ``<out_dir>/<event>/<name>.txt`` in the official layout. Returns
-    ``out_dir``. ``on_image(val_image, detections)`` is called for every image (e.g. to score
-    landmarks, which the official files do not hold)."""
+    """Detect faces in every val image of ``data_root`` and write ``<out_dir>/<event>/<name>.txt``
+    in the official layout. Returns ``out_dir``. ``on_image(val_image, detections)`` is called
+    for every image, in val order (e.g. to score landmarks, which the official files do not
+    hold).
+
+    ``batch_size=1`` (default) runs one image per forward pass, exactly ``detect``.
+    ``batch_size=N`` runs up to N consecutive images *of the same padded size* in one pass: the
+    same inputs, no canvas fill, but oneDNN sums in another order for a batch, so outputs differ
+    from ``detect``'s in the last bits (about 2e-6 on the logits of the study's models); it
+    costs about 40 % less CPU time on small images (the ablation study uses it)."""
     from ffcore.data.widerface import iter_val_images, read_image
     from ffcore.evaluation.wider_ap import write_prediction_file
 
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     params = (params or DetectParams()).with_overrides(**overrides)
     out = Path(out_dir)
     images = list(iter_val_images(data_root))
     if not images:
         raise FileNotFoundError(f"{data_root}: no validation images")
-    for item in tqdm(images, desc="predict", unit="img", disable=not progress):
-        dets = detect(model, read_image(item.path), params, device=device)
-        write_prediction_file(out / item.event / f"{item.name}.txt", item.name, dets.to_wider())
-        if on_image is not None:
-            on_image(item, dets)
+    dev = torch.device(device) if device is not None else _device_of(model)
+    model.to(dev)
+    with (
+        eval_mode(model),
+        torch.inference_mode(),
+        tqdm(total=len(images), desc="predict", unit="img", disable=not progress) as bar,
+    ):
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            preps = [_prepare(read_image(item.path), params.image_size) for item in chunk]
+            found: dict[int, Detections] = {}
+            for idx in _same_size_groups(preps):
+                dets = _detect_prepared(model, [preps[i] for i in idx], params, dev)
+                found.update(zip(idx, dets, strict=True))
+            for i, item in enumerate(chunk):
+                write_prediction_file(
+                    out / item.event / f"{item.name}.txt", item.name, found[i].to_wider()
+                )
+                if on_image is not None:
+                    on_image(item, found[i])
+            bar.update(len(chunk))
     return out
+
+
+def _same_size_groups(preps: Sequence[_Prepared]) -> list[list[int]]:
+    """Indices of ``preps`` grouped by padded input size (first appearance order)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, p in enumerate(preps):
+        groups.setdefault(tuple(p.tensor.shape), []).append(i)
+    return list(groups.values())
 
 
 def ground_truth_dir(data_root: str | Path) -> Path:

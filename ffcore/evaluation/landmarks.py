@@ -59,7 +59,9 @@ def match_faces(
         torch.as_tensor(det_boxes, dtype=torch.float64),
         torch.as_tensor(gt_boxes, dtype=torch.float64),
     ).numpy()
-    for d in np.argsort(-det_scores, kind="stable"):
+    order = np.argsort(-det_scores, kind="stable")
+    # only detections that reach ``iou`` with some face can match (most of the 750 cannot)
+    for d in order[overlaps[order].max(axis=1) >= iou]:
         candidates = np.where((match < 0) & (overlaps[d] >= iou))[0]
         if len(candidates):
             match[candidates[np.argmax(overlaps[d, candidates])]] = d

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,12 +175,15 @@ def read_predictions(pred_dir: str | Path, gt: GroundTruth) -> Predictions:
     return [[read_prediction_file(p) for p in per_event] for per_event in paths]
 
 
+_ROW = "{:.3f} {:.3f} {:.3f} {:.3f} {:.8g}\n"  # x y w h score (a prediction file's row)
+
+
 def write_prediction_file(path: str | Path, image_name: str, dets: np.ndarray) -> None:
     """Write ``dets`` (float [n, 5] ``x y w h score``) in the official layout."""
     dets = np.asarray(dets, dtype=np.float64).reshape(-1, 5)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = "".join(f"{x:.3f} {y:.3f} {w:.3f} {h:.3f} {s:.8g}\n" for x, y, w, h, s in dets)
+    rows = "".join(map(_ROW.format, *dets.T.tolist())) if len(dets) else ""
     path.write_text(f"{image_name}\n{len(dets)}\n{rows}")
 
 
@@ -385,6 +389,30 @@ def evaluate(
         pr[subset] = (precision, recall)
         num_faces[subset] = count
     return WiderResult(ap=ap, pr=pr, num_faces=num_faces, num_detections=len(flat.det_img))
+
+
+def select_images(
+    gt: GroundTruth, preds: Predictions, keep: Callable[[str, str], bool]
+) -> tuple[GroundTruth, Predictions]:
+    """The ground truth and predictions of the images for which ``keep(event, name)`` holds
+    (events left empty are dropped): a smaller val set scored by the same protocol, e.g. two
+    disjoint halves to measure how much AP depends on which images were drawn."""
+    _check_structure(preds, gt)
+    events, images, boxes, kept_preds = [], [], [], []
+    keep_sets: dict[str, list[list[np.ndarray]]] = {s: [] for s in gt.keep}
+    for e, event in enumerate(gt.events):
+        idx = [i for i, name in enumerate(gt.images[e]) if keep(event, name)]
+        if not idx:
+            continue
+        events.append(event)
+        images.append([gt.images[e][i] for i in idx])
+        boxes.append([gt.boxes[e][i] for i in idx])
+        kept_preds.append([preds[e][i] for i in idx])
+        for s in gt.keep:
+            keep_sets[s].append([gt.keep[s][e][i] for i in idx])
+    if not events:
+        raise ValueError("select_images: no image of the ground truth was selected")
+    return GroundTruth(events, images, boxes, keep_sets), kept_preds
 
 
 def evaluate_folder(pred_dir: str | Path, gt_dir: str | Path) -> WiderResult:
