@@ -180,7 +180,9 @@ def _add_detect(p: argparse.ArgumentParser) -> None:
         "--jsonl",
         action="store_true",
         help='one JSON line per image, {"image": path, "faces": [...]} (the default for several '
-        "images, a folder or a glob); images/s on stderr",
+        "images, a folder or a glob); images/s on stderr; an unreadable file is reported on "
+        "stderr, the rest go on, exit 1. Coordinates refer to the stored pixels: a file with an "
+        'EXIF rotation also gets "exif_orientation" and "coordinates" keys',
     )
     p.add_argument("--threshold", type=float, default=0.5, help="minimum face score (0-1)")
     p.add_argument(
@@ -203,6 +205,20 @@ def _detection_records(dets) -> list[dict]:
         }
         for b, s, pts in zip(dets.boxes, dets.scores, dets.landmarks, strict=True)
     ]
+
+
+def _orientation_note(path: Path) -> dict:
+    """For a file with an EXIF rotation tag: which pixels the coordinates refer to."""
+    from ffcore.data.widerface import exif_orientation
+
+    try:
+        with open(path, "rb") as f:
+            orientation = exif_orientation(f.read(1 << 16))  # EXIF lives in the first 64 KB
+    except OSError:
+        return {}
+    if orientation in (None, 1):
+        return {}
+    return {"exif_orientation": orientation, "coordinates": "stored pixels (EXIF ignored)"}
 
 
 def _check_image_out(out: str) -> None:
@@ -281,7 +297,12 @@ def _run_detect(args: argparse.Namespace) -> int:
     params = DetectParams(conf_threshold=args.threshold, image_size=args.image_size)
     device = None if args.onnx else args.device
     if several or args.jsonl:
-        start, count = time.perf_counter(), 0
+        start, count, failed = time.perf_counter(), 0, []
+
+        def skip(path: Path, exc: Exception) -> None:  # one bad file never sinks the rest
+            failed.append(path)
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+
         for path, dets in detect_files(
             model,
             paths,
@@ -290,16 +311,19 @@ def _run_detect(args: argparse.Namespace) -> int:
             device=device,
             canvas=canvas,
             progress=not args.no_progress,
+            on_error=skip,
         ):
-            print(json.dumps({"image": str(path), "faces": _detection_records(dets)}), flush=True)
+            record = {"image": str(path), "faces": _detection_records(dets)}
+            print(json.dumps({**record, **_orientation_note(path)}), flush=True)
             count += 1
         seconds = time.perf_counter() - start
         print(
-            f"{count} image(s) in {seconds:.2f} s: {count / seconds:.2f} images/s "
-            f"(batch size {args.batch_size}, {label})",
+            f"{count} image(s) in {seconds:.2f} s: {count / max(seconds, 1e-9):.2f} images/s "
+            f"(batch size {args.batch_size}, {label})"
+            + (f"; {len(failed)} file(s) could not be read (above)" if failed else ""),
             file=sys.stderr,
         )
-        return 0
+        return 1 if failed else 0
     image = read_image(paths[0])
     dets = detect_batch(model, [image], params, device=device, canvas=canvas)[0]
     records = _detection_records(dets)
@@ -424,6 +448,8 @@ def _run_export_onnx(args: argparse.Namespace) -> int:
         runtime_precision,
     )
 
+    if args.calib_images < 1:
+        raise ValueError(f"--calib-images must be >= 1, got {args.calib_images}")
     if args.pretrained:
         from ffcore.models import reference as pretrained
 

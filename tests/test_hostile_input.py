@@ -3,6 +3,7 @@ is one line naming the file (and label line), and the stored pixels are what box
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -128,3 +129,101 @@ def test_image_names_keep_their_exact_spacing(tmp_path: Path) -> None:
     label = _dataset(tmp_path, "# e/a  b.jpg\n1 1 5 5\n", {"e/a  b.jpg": _jpeg(16, 16)})
     assert parse_label_file(label).records[0].path.name == "a  b.jpg"
     assert validate_dataset(label).ok
+
+
+# -- defect 7: detect on a folder goes on past bad files ------------------------------------------
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ffcore.models import build_model
+    from ffcore.training.checkpoint import save_checkpoint
+
+    path = tmp_path_factory.mktemp("ck") / "phase3.pth"
+    return save_checkpoint(path, model=build_model("eca_cbam"), phase="3", epoch=1, epochs=1)
+
+
+def test_detect_folder_reports_bad_files_and_goes_on(checkpoint: Path, tmp_path: Path, capsys):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(_jpeg(64, 64, 1))
+    (folder / "b_text.jpg").write_text("not an image")
+    os.symlink("loop.jpg", folder / "loop.jpg")  # a symlink loop
+    (folder / "c.jpg").write_bytes(_with_orientation(_jpeg(96, 64, 2), 6))
+    (folder / "d_zero.png").write_bytes(b"")
+    args = ["detect", "--checkpoint", str(checkpoint), "--no-progress", "--batch-size", "2"]
+    with pytest.warns(UserWarning, match="EXIF orientation 6"):
+        assert main([*args, str(folder)]) == 1
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    assert [Path(r["image"]).name for r in lines] == ["a.jpg", "c.jpg"]
+    assert "exif_orientation" not in lines[0]
+    assert lines[1]["exif_orientation"] == 6 and "stored" in lines[1]["coordinates"]
+    errors = [e for e in captured.err.splitlines() if e.startswith("error: ")]
+    assert len(errors) == 3, captured.err
+    for name, reason in [
+        ("b_text.jpg", "not a decodable image"),
+        ("loop.jpg", "symbolic links"),
+        ("d_zero.png", "not a decodable image"),
+    ]:
+        assert any(name in e and reason in e for e in errors), (name, errors)
+    assert "Traceback" not in captured.err and "3 file(s) could not be read" in captured.err
+    # a glob reaches the loop too; only good files: exit 0
+    assert main([*args, str(folder / "[ac].jpg")]) == 0
+
+
+def test_large_images_run_in_smaller_batches(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    from ffcore.evaluation import inference
+
+    sizes: list[list[tuple[int, int]]] = []
+
+    def fake(model, images, params, **kw):
+        sizes.append([im.shape[:2] for im in images])
+        empty = inference.Detections(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2)))
+        return [empty] * len(images)
+
+    monkeypatch.setattr(inference, "detect_batch", fake)
+    names = []
+    for k, (h, w) in enumerate([(64, 64), (64, 64), (320, 320), (64, 64), (64, 64)]):
+        names.append(tmp_path / f"{k}.png")
+        cv2.imwrite(str(names[-1]), np.zeros((h, w, 3), np.uint8))
+    got = list(inference.detect_files(None, names, progress=False, max_batch_pixels=320 * 320))
+    assert len(got) == 5
+    assert sizes == [[(64, 64), (64, 64)], [(320, 320)], [(64, 64), (64, 64)]]
+    # the default guard: eight 1024 x 1024 inputs at most; a 6000 x 6000 image runs alone
+    assert inference.MAX_BATCH_PIXELS == 8 * 1024 * 1024
+    assert inference.input_hw(6000, 6000, None) == (6016, 6016)
+    with pytest.raises(ValueError, match=r"0\.png: a 64x64 image is too large .*image_size"):
+        list(inference.detect_files(None, names[:1], progress=False, max_image_pixels=1000))
+
+
+# -- defect 9: ONNX files that are not our detector -----------------------------------------------
+def test_detect_onnx_refuses_truncated_and_foreign_models(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("onnxruntime")
+    import onnx
+    from onnx import TensorProto, helper
+
+    image = tmp_path / "a.jpg"
+    image.write_bytes(_jpeg(32, 32))
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "other",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 32, 32])],
+    )
+    foreign = tmp_path / "other.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]), foreign)
+    truncated = tmp_path / "cut.onnx"
+    truncated.write_bytes(foreign.read_bytes()[:40])
+    for path, fragment in [(truncated, "not a readable ONNX model"), (foreign, "outputs y")]:
+        assert main(["detect", "--onnx", str(path), str(image)]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert err.startswith(f"error: {path}: ") and fragment in err, err
+
+
+# -- defect 10: --calib-images ---------------------------------------------------------------------
+def test_export_refuses_a_negative_calibration_count(checkpoint: Path, tmp_path: Path, capsys):
+    out = tmp_path / "m.onnx"
+    args = ["export-onnx", "--checkpoint", str(checkpoint), "--out", str(out)]
+    assert main([*args, "--precision", "int8", "--calib-images", "-5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --calib-images must be >= 1, got -5") and not out.exists()
