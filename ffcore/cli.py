@@ -7,15 +7,53 @@ ffcore and returns the exit status.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from ffcore.config import VARIANTS
 from ffcore.profiles import PROFILES
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+def _check_writable(output: str | Path) -> None:
+    """The folder ``output`` is, or would be made in, can be written (checked before work)."""
+    import os
+
+    path = Path(output).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    if not path.is_dir():
+        raise ValueError(f"{output}: cannot be written: {path} is not a folder")
+    if not os.access(path, os.W_OK):
+        raise ValueError(f"{output}: cannot be written: {path} is read-only")
+
+
+@contextlib.contextmanager
+def _writing(output: str | Path) -> Iterator[None]:
+    """An OS error (read-only folder, a file where a folder should be, disk full) or torch's
+    failed-write error while a command writes ``output`` -> one ``ValueError`` line naming the
+    path, instead of a traceback (``enforce fail at inline_container.cc ... unexpected pos``)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno is None:  # ffcore's own messages (FileNotFoundError("...")) stand as they are
+            raise
+        where = exc.filename or output
+        raise ValueError(f"{where}: {exc.strerror or exc} (writing {output})") from None
+    except RuntimeError as exc:
+        text = str(exc)
+        if not any(
+            k in text for k in ("inline_container", "PytorchStreamWriter", "unexpected pos")
+        ):
+            raise
+        first = text.strip().splitlines()[0][:200] if text.strip() else ""
+        raise ValueError(
+            f"{output}: the file could not be written completely (disk full?): {first}"
+        ) from None
 
 
 # -- summary --------------------------------------------------------------------------------
@@ -102,9 +140,10 @@ def _run_make_synthetic(args: argparse.Namespace) -> int:
     from ffcore.data.synthetic import generate_dataset, read_manifest
 
     try:
-        root = generate_dataset(
-            args.out, args.train, args.val, args.image_size, args.seed, force=args.force
-        )
+        with _writing(args.out):
+            root = generate_dataset(
+                args.out, args.train, args.val, args.image_size, args.seed, force=args.force
+            )
     except FileExistsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -378,7 +417,9 @@ def _add_wider_eval(p: argparse.ArgumentParser) -> None:
 def _run_wider_eval(args: argparse.Namespace) -> int:
     from ffcore.evaluation.wider_ap import evaluate_folder
 
-    return _report_ap(evaluate_folder(args.pred, args.gt), args.out or args.pred, args.json)
+    result = evaluate_folder(args.pred, args.gt)
+    with _writing(args.out or args.pred):
+        return _report_ap(result, args.out or args.pred, args.json)
 
 
 def _add_evaluate(p: argparse.ArgumentParser) -> None:
@@ -401,9 +442,11 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     model, _ = load_model(args.checkpoint, args.device)
     out = args.out or default_prediction_dir(args.checkpoint)
+    _check_writable(out)  # before predicting the whole val set
     params = DetectParams(image_size=args.image_size)
-    result = evaluate_model(model, args.data_root, out, params, device=args.device)
-    return _report_ap(result, out, args.json, params.protocol)
+    with _writing(out):
+        result = evaluate_model(model, args.data_root, out, params, device=args.device)
+        return _report_ap(result, out, args.json, params.protocol)
 
 
 # -- export-onnx / size-report ---------------------------------------------------------------
@@ -473,9 +516,10 @@ def _run_export_onnx(args: argparse.Namespace) -> int:
         print(
             f"calibrating on {len(images)} images ({args.calib_images} val images of {root} + photos)"
         )
-    result = export_precision(
-        model, args.out, args.precision, args.image_size, args.dynamic, calibration
-    )
+    with _writing(args.out):
+        result = export_precision(
+            model, args.out, args.precision, args.image_size, args.dynamic, calibration
+        )
     shape = (
         "dynamic [B, 3, H, W]"
         if result.dynamic
@@ -605,7 +649,8 @@ def _run_train(args: argparse.Namespace) -> int:
     report = _report_phase if dist_from_env().main else None  # only rank 0 reports
     phases = PHASE_ORDER if args.all else (args.phase,)
     try:
-        run_phases(_train_config(args, phases[0]), phases=phases, report=report)
+        with _writing(args.save_folder):
+            run_phases(_train_config(args, phases[0]), phases=phases, report=report)
     except NonFiniteLossError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3

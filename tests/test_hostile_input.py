@@ -227,3 +227,97 @@ def test_export_refuses_a_negative_calibration_count(checkpoint: Path, tmp_path:
     assert main([*args, "--precision", "int8", "--calib-images", "-5"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --calib-images must be >= 1, got -5") and not out.exists()
+
+
+# -- defect 8: outputs that cannot be written ------------------------------------------------------
+SMALL = ["--epochs", "1", "--batch-size", "4", "--image-size", "96", "--num-workers", "0"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ffcore.data.synthetic import generate_dataset
+
+    return generate_dataset(tmp_path_factory.mktemp("out") / "widerface", 4, 2, 96, seed=1)
+
+
+def _one_error(capsys: pytest.CaptureFixture[str], *names: str) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "command", ["make-synthetic", "train", "evaluate", "export-onnx", "wider-eval"]
+)
+def test_an_unwritable_output_is_one_line_naming_it(
+    command: str, data: Path, checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    # tests run as root, where a chmod 555 folder stays writable: a path under a regular file
+    # fails the same way for everyone (ENOTDIR)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    out = str(blocker / "sub")
+    ck = ["--checkpoint", str(checkpoint)]
+    if command == "wider-eval":  # empty predictions for every val image
+        from ffcore.data.widerface import iter_val_images
+        from ffcore.evaluation.wider_ap import write_prediction_file
+
+        for v in iter_val_images(data):
+            write_prediction_file(
+                tmp_path / "p" / v.event / f"{v.name}.txt", v.name, np.zeros((0, 5))
+            )
+    argv = {
+        "make-synthetic": ["--out", out, "--train", "1", "--val", "1", "--image-size", "64"],
+        "train": ["--phase", "1", "--training_dataset", str(data / "train" / "label.txt")]
+        + ["--save_folder", out, "--device", "cpu", "--no-progress", *SMALL],
+        "evaluate": [*ck, "--data-root", str(data), "--out", out, "--image-size", "96"],
+        "export-onnx": [*ck, "--out", f"{out}.onnx", "--image-size", "64"],
+        "wider-eval": [
+            "--pred",
+            str(tmp_path / "p"),
+            "--gt",
+            str(data / "ground_truth"),
+            "--out",
+            out,
+        ],
+    }[command]
+    assert main([command, *argv]) == 2
+    _one_error(capsys, str(blocker))
+
+
+def test_a_full_disk_during_a_checkpoint_save_names_the_folder(
+    data: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    def full(*args, **kwargs):
+        raise RuntimeError(
+            "[enforce fail at inline_container.cc:672] . unexpected pos 4194368 vs 4194256"
+        )
+
+    monkeypatch.setattr(torch, "save", full)
+    save = tmp_path / "w"
+    args = ["train", "--phase", "1", "--training_dataset", str(data / "train" / "label.txt")]
+    assert (
+        main([*args, "--save_folder", str(save), "--device", "cpu", "--no-progress", *SMALL]) == 2
+    )
+    line = _one_error(capsys, str(save), "could not be written completely (disk full?)")
+    assert "inline_container" in line
+
+
+def test_a_read_only_folder_is_one_line_naming_the_file(
+    data: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def read_only(self, *args, **kwargs):  # what a chmod 555 folder gives a non-root user
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "write_text", read_only)
+    out = tmp_path / "ro"
+    args = ["make-synthetic", "--out", str(out), "--train", "1", "--val", "1", "--image-size", "64"]
+    assert main(args) == 2
+    _one_error(capsys, "label.txt: Permission denied", f"(writing {out})")
+    assert not out.exists()
