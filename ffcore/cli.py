@@ -207,7 +207,14 @@ def _add_detect(p: argparse.ArgumentParser) -> None:
         default=None,
         help="eager PyTorch (--checkpoint, --pretrained) or onnxruntime (--onnx)",
     )
-    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="images per forward pass; a batch is cut further so its input stays within 8 Mpx "
+        "(8 images of 1024 x 1024; a 6000 x 6000 photo runs alone), and an image whose input "
+        "passes 64 Mpx is refused: resize it with --image-size",
+    )
     p.add_argument("--out", default=None, help="write the annotated image here (.png, .jpg)")
     p.add_argument(
         "--json",

@@ -94,7 +94,9 @@ def test_zeroed_scan_data_is_an_error_naming_file_and_line(tmp_path: Path, capsy
     assert main(["check-data", "--training_dataset", str(label)]) == 1
     err = capsys.readouterr().err
     assert f"{label}:3: image data is corrupt" in err
-    assert err.count("Corrupt JPEG data") == 1  # ours, naming the file; libjpeg's own is kept
+    assert (
+        err.count("Corrupt JPEG data") == 1
+    )  # ours, naming the file (libjpeg's bare line is taken in)
 
 
 # -- defect 10: small ones ------------------------------------------------------------------------
