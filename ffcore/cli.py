@@ -318,11 +318,13 @@ def _run_detect(args: argparse.Namespace) -> int:
 
     from ffcore.data.widerface import read_image
     from ffcore.evaluation.inference import (
+        MAX_IMAGE_PIXELS,
         DetectParams,
         detect_batch,
         detect_files,
         draw_detections,
         image_paths,
+        input_hw,
     )
 
     if not 0.0 <= args.threshold < 1.0:
@@ -371,6 +373,12 @@ def _run_detect(args: argparse.Namespace) -> int:
         )
         return 1 if failed else 0
     image = read_image(paths[0])
+    ph, pw = canvas or input_hw(*image.shape[:2], args.image_size)
+    if ph * pw > MAX_IMAGE_PIXELS:
+        raise ValueError(
+            f"{paths[0]}: a {image.shape[1]}x{image.shape[0]} image is too large to detect at this"
+            f" scale (input {pw}x{ph} > {MAX_IMAGE_PIXELS:,} pixels): resize it with --image-size"
+        )
     dets = detect_batch(model, [image], params, device=device, canvas=canvas)[0]
     records = _detection_records(dets)
     if args.out and not cv2.imwrite(args.out, draw_detections(image, dets, min_score=0.0)):

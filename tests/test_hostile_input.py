@@ -14,7 +14,6 @@ import pytest
 from ffcore.cli import main
 from ffcore.data.widerface import (
     WiderFormatError,
-    exif_orientation,
     parse_label_file,
     read_image,
     validate_dataset,
@@ -64,6 +63,8 @@ def _dataset(tmp_path: Path, label: str | bytes, images: dict[str, bytes]) -> Pa
 
 # -- defect 4: EXIF orientation -------------------------------------------------------------------
 def test_exif_rotation_is_ignored_with_one_warning_per_file(tmp_path: Path, capsys) -> None:
+    from ffcore.data.widerface import exif_orientation
+
     rotated = _with_orientation(_jpeg(124, 100), 6)  # stored 100 wide, 124 high
     assert exif_orientation(rotated) == 6 and exif_orientation(_jpeg(8, 8)) is None
     # a box low in the stored image: below the rotated (124x100) view's bottom
