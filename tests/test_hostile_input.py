@@ -95,9 +95,12 @@ def test_zeroed_scan_data_is_an_error_naming_file_and_line(tmp_path: Path, capsy
     assert main(["check-data", "--training_dataset", str(label)]) == 1
     err = capsys.readouterr().err
     assert f"{label}:3: image data is corrupt" in err
-    assert (
-        err.count("Corrupt JPEG data") == 1
-    )  # ours, naming the file (libjpeg's bare line is taken in)
+    assert err.count("Corrupt JPEG data") == 1  # ours, naming the file; libjpeg's is taken in
+    # training's start-up check is the same strict decode
+    train = ["train", "--phase", "1", "--training_dataset", str(label), "--device", "cpu"]
+    assert main([*train, "--save_folder", str(tmp_path / "w"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{label}:3: image data is corrupt" in err and "Traceback" not in err
 
 
 # -- defect 10: small ones ------------------------------------------------------------------------
