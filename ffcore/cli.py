@@ -494,7 +494,12 @@ def _add_export_onnx(p: argparse.ArgumentParser) -> None:
         help="int8: dataset root whose val images calibrate activation ranges (default: the "
         "synthetic dataset); the sample photos are always added",
     )
-    p.add_argument("--calib-images", type=int, default=16, help="int8: val images drawn (seed 0)")
+    p.add_argument(
+        "--calib-images",
+        type=int,
+        default=16,
+        help="int8: val images drawn (seed 0; 0: photos only)",
+    )
 
 
 def _run_export_onnx(args: argparse.Namespace) -> int:
@@ -506,8 +511,8 @@ def _run_export_onnx(args: argparse.Namespace) -> int:
         runtime_precision,
     )
 
-    if args.calib_images < 1:
-        raise ValueError(f"--calib-images must be >= 1, got {args.calib_images}")
+    if args.calib_images < 0:  # 0: the sample photos alone
+        raise ValueError(f"--calib-images must be >= 0, got {args.calib_images}")
     if args.pretrained:
         from ffcore.models import reference as pretrained
 
