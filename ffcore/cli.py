@@ -7,15 +7,53 @@ ffcore and returns the exit status.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from ffcore.config import VARIANTS
 from ffcore.profiles import PROFILES
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+def _check_writable(output: str | Path) -> None:
+    """The folder ``output`` is, or would be made in, can be written (checked before work)."""
+    import os
+
+    path = Path(output).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    if not path.is_dir():
+        raise ValueError(f"{output}: cannot be written: {path} is not a folder")
+    if not os.access(path, os.W_OK):
+        raise ValueError(f"{output}: cannot be written: {path} is read-only")
+
+
+@contextlib.contextmanager
+def _writing(output: str | Path) -> Iterator[None]:
+    """An OS error (read-only folder, a file where a folder should be, disk full) or torch's
+    failed-write error while a command writes ``output`` -> one ``ValueError`` line naming the
+    path, instead of a traceback (``enforce fail at inline_container.cc ... unexpected pos``)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno is None:  # ffcore's own messages (FileNotFoundError("...")) stand as they are
+            raise
+        where = exc.filename or output
+        raise ValueError(f"{where}: {exc.strerror or exc} (writing {output})") from None
+    except RuntimeError as exc:
+        text = str(exc)
+        if not any(
+            k in text for k in ("inline_container", "PytorchStreamWriter", "unexpected pos")
+        ):
+            raise
+        first = text.strip().splitlines()[0][:200] if text.strip() else ""
+        raise ValueError(
+            f"{output}: the file could not be written completely (disk full?): {first}"
+        ) from None
 
 
 # -- summary --------------------------------------------------------------------------------
@@ -102,9 +140,10 @@ def _run_make_synthetic(args: argparse.Namespace) -> int:
     from ffcore.data.synthetic import generate_dataset, read_manifest
 
     try:
-        root = generate_dataset(
-            args.out, args.train, args.val, args.image_size, args.seed, force=args.force
-        )
+        with _writing(args.out):
+            root = generate_dataset(
+                args.out, args.train, args.val, args.image_size, args.seed, force=args.force
+            )
     except FileExistsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -168,7 +207,14 @@ def _add_detect(p: argparse.ArgumentParser) -> None:
         default=None,
         help="eager PyTorch (--checkpoint, --pretrained) or onnxruntime (--onnx)",
     )
-    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="images per forward pass; a batch is cut further so its input stays within 8 Mpx "
+        "(8 images of 1024 x 1024; a 6000 x 6000 photo runs alone), and an image whose input "
+        "passes 64 Mpx is refused: resize it with --image-size",
+    )
     p.add_argument("--out", default=None, help="write the annotated image here (.png, .jpg)")
     p.add_argument(
         "--json",
@@ -180,7 +226,9 @@ def _add_detect(p: argparse.ArgumentParser) -> None:
         "--jsonl",
         action="store_true",
         help='one JSON line per image, {"image": path, "faces": [...]} (the default for several '
-        "images, a folder or a glob); images/s on stderr",
+        "images, a folder or a glob); images/s on stderr; an unreadable file is reported on "
+        "stderr, the rest go on, exit 1. Coordinates refer to the stored pixels: a file with an "
+        'EXIF rotation also gets "exif_orientation" and "coordinates" keys',
     )
     p.add_argument("--threshold", type=float, default=0.5, help="minimum face score (0-1)")
     p.add_argument(
@@ -203,6 +251,20 @@ def _detection_records(dets) -> list[dict]:
         }
         for b, s, pts in zip(dets.boxes, dets.scores, dets.landmarks, strict=True)
     ]
+
+
+def _orientation_note(path: Path) -> dict:
+    """For a file with an EXIF rotation tag: which pixels the coordinates refer to."""
+    from ffcore.data.widerface import exif_orientation
+
+    try:
+        with open(path, "rb") as f:
+            orientation = exif_orientation(f.read(1 << 16))  # EXIF lives in the first 64 KB
+    except OSError:
+        return {}
+    if orientation in (None, 1):
+        return {}
+    return {"exif_orientation": orientation, "coordinates": "stored pixels (EXIF ignored)"}
 
 
 def _check_image_out(out: str) -> None:
@@ -256,11 +318,13 @@ def _run_detect(args: argparse.Namespace) -> int:
 
     from ffcore.data.widerface import read_image
     from ffcore.evaluation.inference import (
+        MAX_IMAGE_PIXELS,
         DetectParams,
         detect_batch,
         detect_files,
         draw_detections,
         image_paths,
+        input_hw,
     )
 
     if not 0.0 <= args.threshold < 1.0:
@@ -281,7 +345,12 @@ def _run_detect(args: argparse.Namespace) -> int:
     params = DetectParams(conf_threshold=args.threshold, image_size=args.image_size)
     device = None if args.onnx else args.device
     if several or args.jsonl:
-        start, count = time.perf_counter(), 0
+        start, count, failed = time.perf_counter(), 0, []
+
+        def skip(path: Path, exc: Exception) -> None:  # one bad file never sinks the rest
+            failed.append(path)
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+
         for path, dets in detect_files(
             model,
             paths,
@@ -290,17 +359,26 @@ def _run_detect(args: argparse.Namespace) -> int:
             device=device,
             canvas=canvas,
             progress=not args.no_progress,
+            on_error=skip,
         ):
-            print(json.dumps({"image": str(path), "faces": _detection_records(dets)}), flush=True)
+            record = {"image": str(path), "faces": _detection_records(dets)}
+            print(json.dumps({**record, **_orientation_note(path)}), flush=True)
             count += 1
         seconds = time.perf_counter() - start
         print(
-            f"{count} image(s) in {seconds:.2f} s: {count / seconds:.2f} images/s "
-            f"(batch size {args.batch_size}, {label})",
+            f"{count} image(s) in {seconds:.2f} s: {count / max(seconds, 1e-9):.2f} images/s "
+            f"(batch size {args.batch_size}, {label})"
+            + (f"; {len(failed)} file(s) could not be read (above)" if failed else ""),
             file=sys.stderr,
         )
-        return 0
+        return 1 if failed else 0
     image = read_image(paths[0])
+    ph, pw = canvas or input_hw(*image.shape[:2], args.image_size)
+    if ph * pw > MAX_IMAGE_PIXELS:
+        raise ValueError(
+            f"{paths[0]}: a {image.shape[1]}x{image.shape[0]} image is too large to detect at this"
+            f" scale (input {pw}x{ph} > {MAX_IMAGE_PIXELS:,} pixels): resize it with --image-size"
+        )
     dets = detect_batch(model, [image], params, device=device, canvas=canvas)[0]
     records = _detection_records(dets)
     if args.out and not cv2.imwrite(args.out, draw_detections(image, dets, min_score=0.0)):
@@ -354,7 +432,9 @@ def _add_wider_eval(p: argparse.ArgumentParser) -> None:
 def _run_wider_eval(args: argparse.Namespace) -> int:
     from ffcore.evaluation.wider_ap import evaluate_folder
 
-    return _report_ap(evaluate_folder(args.pred, args.gt), args.out or args.pred, args.json)
+    result = evaluate_folder(args.pred, args.gt)
+    with _writing(args.out or args.pred):
+        return _report_ap(result, args.out or args.pred, args.json)
 
 
 def _add_evaluate(p: argparse.ArgumentParser) -> None:
@@ -377,9 +457,11 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     model, _ = load_model(args.checkpoint, args.device)
     out = args.out or default_prediction_dir(args.checkpoint)
+    _check_writable(out)  # before predicting the whole val set
     params = DetectParams(image_size=args.image_size)
-    result = evaluate_model(model, args.data_root, out, params, device=args.device)
-    return _report_ap(result, out, args.json, params.protocol)
+    with _writing(out):
+        result = evaluate_model(model, args.data_root, out, params, device=args.device)
+        return _report_ap(result, out, args.json, params.protocol)
 
 
 # -- export-onnx / size-report ---------------------------------------------------------------
@@ -412,7 +494,12 @@ def _add_export_onnx(p: argparse.ArgumentParser) -> None:
         help="int8: dataset root whose val images calibrate activation ranges (default: the "
         "synthetic dataset); the sample photos are always added",
     )
-    p.add_argument("--calib-images", type=int, default=16, help="int8: val images drawn (seed 0)")
+    p.add_argument(
+        "--calib-images",
+        type=int,
+        default=16,
+        help="int8: val images drawn (seed 0; 0: photos only)",
+    )
 
 
 def _run_export_onnx(args: argparse.Namespace) -> int:
@@ -424,6 +511,8 @@ def _run_export_onnx(args: argparse.Namespace) -> int:
         runtime_precision,
     )
 
+    if args.calib_images < 0:  # 0: the sample photos alone
+        raise ValueError(f"--calib-images must be >= 0, got {args.calib_images}")
     if args.pretrained:
         from ffcore.models import reference as pretrained
 
@@ -447,9 +536,10 @@ def _run_export_onnx(args: argparse.Namespace) -> int:
         print(
             f"calibrating on {len(images)} images ({args.calib_images} val images of {root} + photos)"
         )
-    result = export_precision(
-        model, args.out, args.precision, args.image_size, args.dynamic, calibration
-    )
+    with _writing(args.out):
+        result = export_precision(
+            model, args.out, args.precision, args.image_size, args.dynamic, calibration
+        )
     shape = (
         "dynamic [B, 3, H, W]"
         if result.dynamic
@@ -579,7 +669,8 @@ def _run_train(args: argparse.Namespace) -> int:
     report = _report_phase if dist_from_env().main else None  # only rank 0 reports
     phases = PHASE_ORDER if args.all else (args.phase,)
     try:
-        run_phases(_train_config(args, phases[0]), phases=phases, report=report)
+        with _writing(args.save_folder):
+            run_phases(_train_config(args, phases[0]), phases=phases, report=report)
     except NonFiniteLossError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3

@@ -197,7 +197,14 @@ def onnx_session(path: str | Path, threads: int | None = None):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's InvalidProtobuf, Fail, ... (no common base)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"{path}: not a readable ONNX model (truncated or not ONNX?): "
+            f"{type(exc).__name__}: {reason[:300]}"
+        ) from None
 
 
 class OnnxModel(nn.Module):
@@ -212,6 +219,19 @@ class OnnxModel(nn.Module):
         super().__init__()
         self.path = Path(path)
         self.session = onnx_session(self.path, threads)
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        if inputs != [INPUT_NAME] or not set(OUTPUT_NAMES) <= set(outputs):
+            raise ValueError(
+                f"{self.path}: not a FeatherFace/RetinaFace export: expects input {INPUT_NAME!r}"
+                f" and outputs {', '.join(OUTPUT_NAMES)}; the model has inputs"
+                f" {', '.join(inputs) or 'none'} and outputs {', '.join(outputs) or 'none'}"
+            )
+        if len(self.session.get_inputs()[0].shape) != 4:
+            raise ValueError(
+                f"{self.path}: not a FeatherFace/RetinaFace export: input {INPUT_NAME!r} has"
+                f" shape {self.session.get_inputs()[0].shape}, expected [B, 3, H, W]"
+            )
 
     @property
     def fixed_input(self) -> tuple[int | None, int | None, int | None]:
@@ -306,6 +326,8 @@ def calibration_images(
     plus the sample photos (``sample_photos``) when ``photos``; BGR uint8."""
     from ffcore.data.widerface import iter_val_images, read_image
 
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
     images: list[np.ndarray] = []
     if data_root is not None and count > 0:
         items = list(iter_val_images(data_root))

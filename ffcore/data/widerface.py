@@ -23,12 +23,24 @@ image is a warning naming file and line (the augmentation's crops drop it, so tr
 works, but the label is suspicious); an image is decoded strictly -- a truncated JPEG (no
 end-of-image marker after its last scan) or PNG (no IEND chunk), which libjpeg would fill with
 grey after a bare "Premature end of JPEG file", is an error naming the file and label line, and
-so it is for training and evaluation, which read images through ``read_image``.
+so it is for training and evaluation, which read images through ``read_image``; so is a JPEG
+fully decoded but with corrupt scan data (libjpeg's "Corrupt JPEG data" warning, caught on
+validation's strict decode only). Label paths are confined to the image folder (an absolute path
+or ``..`` above it is an error naming the line) and kept exactly (inner spaces included); a
+UTF-8 byte-order mark is dropped.
+
+Orientation: pixels are read as STORED (``cv2.IMREAD_IGNORE_ORIENTATION``), as WIDER FACE's
+boxes are; a file with an EXIF rotation tag gets one warning naming it.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import re
+import sys
+import tempfile
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -121,6 +133,24 @@ def resolve_label_file(label_path: Path | str) -> Path:
     return path.absolute()
 
 
+def _escapes_folder(rel: str) -> str | None:
+    """Why a label file's image path leaves the image folder (None: it stays inside).
+
+    Paths are confined to ``images/``: an absolute path or ``..`` reaching above it could read
+    any file (``/dev/zero`` without end)."""
+    if rel.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", rel):
+        return "is absolute: image paths are relative to the image folder"
+    depth = 0
+    for part in re.split(r"[/\\]", rel):
+        if part == "..":
+            depth -= 1
+        elif part not in ("", "."):
+            depth += 1
+        if depth < 0:
+            return "reaches outside (..) the image folder"
+    return None
+
+
 def _is_number(token: str) -> bool:
     try:
         float(token)
@@ -146,7 +176,7 @@ def _parse(label_path: Path, require_faces: bool, errors: list[str] | None) -> _
         errors.append(str(err))
 
     try:
-        text = label_path.read_text(encoding="utf-8")
+        text = label_path.read_text(encoding="utf-8-sig")  # a BOM is dropped
     except UnicodeDecodeError as exc:
         fail(None, f"not a WIDER label file: not UTF-8 text ({exc.reason} at byte {exc.start})")
         return _Parsed([], 0, [])
@@ -176,12 +206,17 @@ def _parse(label_path: Path, require_faces: bool, errors: list[str] | None) -> _
                 current = None
                 continue
             if len(tokens) == 3 and tokens[1].isdigit() and tokens[2].isdigit():
-                tokens = tokens[:1]  # '# path width height'
-            rel = " ".join(tokens)
+                rel = tokens[0]  # '# path width height'
+            else:
+                rel = line[1:].strip()  # the exact name (inner spaces kept)
             current = _empty_record(images_dir / rel, lineno, label_path)
             current["rel"] = rel
-            pending.append(current)
             seen_any = True
+            escape = _escapes_folder(rel)
+            if escape:
+                fail(lineno, f"image path {rel!r} {escape} {images_dir}")
+                continue  # its face lines go to a record that is dropped
+            pending.append(current)
             continue
         tokens = line.split()
         if not seen_any:
@@ -349,7 +384,7 @@ def _check_images(
 
     def check(rec: ImageRecord) -> tuple[str | None, list[str]]:
         try:
-            image = read_image(rec.path, rec.where)
+            image = read_image(rec.path, rec.where, strict=True)
         except (FileNotFoundError, ValueError) as exc:
             return str(exc), []
         h, w = image.shape[:2]
@@ -476,12 +511,100 @@ def truncation_problem(data: bytes) -> str | None:
     return None
 
 
-def read_image(path: Path, where: str = "") -> np.ndarray:
-    """Decode an image strictly, with errors naming it (and the label line): missing, truncated
-    (``truncation_problem``; libjpeg would only warn and fill the rest with grey) or not
-    decodable."""
+EXIF_ORIENTATION_TAG = 0x0112
+_DECODE_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION  # the stored pixels
+
+
+def exif_orientation(data: bytes) -> int | None:
+    """The EXIF orientation tag (1-8) of a JPEG's bytes; None when it has none.
+
+    Reads the APP1 ``Exif`` segments before the first scan: TIFF header, IFD0, tag 0x0112."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker in (0xDA, 0xD9):  # start of scan / end of image: no more metadata
+            return None
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        segment = data[pos + 4 : pos + 2 + length]
+        if marker == 0xE1 and segment[:6] == b"Exif\x00\x00":
+            found = _tiff_orientation(segment[6:])
+            if found is not None:
+                return found
+        pos += 2 + length
+    return None
+
+
+def _tiff_orientation(tiff: bytes) -> int | None:
+    order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return None
+
+    def num(at: int, size: int) -> int:
+        return int.from_bytes(tiff[at : at + size], order)  # type: ignore[arg-type]
+
+    ifd = num(4, 4)
+    if ifd + 2 > len(tiff):
+        return None
+    for k in range(num(ifd, 2)):
+        entry = ifd + 2 + 12 * k
+        if entry + 12 > len(tiff):
+            return None
+        if num(entry, 2) == EXIF_ORIENTATION_TAG:
+            return num(entry + 8, 2)
+    return None
+
+
+_STDERR_LOCK = threading.Lock()
+# libjpeg's warnings about damaged data: it decodes on, filling in garbage
+_LIBJPEG_CORRUPT = (
+    "Corrupt JPEG data",
+    "Premature end of JPEG",
+    "Invalid SOS parameters",
+    "Inconsistent progression",
+    "Huffman",
+)
+
+
+def _decode_watching_stderr(buf: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+    """``cv2.imdecode`` with the C library's stderr (fd 2) captured: (image, the first libjpeg
+    warning about corrupt data, or None). Other text written meanwhile is passed on. One decode
+    at a time (fd 2 is the process'); used by the strict checks only, never on the fast path."""
+    with _STDERR_LOCK, tempfile.TemporaryFile() as tmp:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(tmp.fileno(), 2)
+            image = cv2.imdecode(buf, _DECODE_FLAGS)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        text = tmp.read().decode("utf-8", errors="replace")
+    corrupt = [line for line in text.splitlines() if line.startswith(_LIBJPEG_CORRUPT)]
+    rest = "".join(
+        line for line in text.splitlines(keepends=True) if not line.startswith(_LIBJPEG_CORRUPT)
+    )
+    if rest:
+        os.write(2, rest.encode())
+    return image, (corrupt[0].strip() if corrupt else None)
+
+
+def read_image(path: Path, where: str = "", strict: bool = False) -> np.ndarray:
+    """Decode an image's stored pixels, with errors naming it (and the label line): missing, not
+    a regular file, truncated (``truncation_problem``; libjpeg would only warn and fill the rest
+    with grey) or not decodable.
+
+    Orientation: the STORED pixels, as WIDER FACE's boxes are given (an EXIF orientation tag is
+    ignored, with one warning per file that carries a rotation). ``strict`` (validation,
+    ``check-data``, evaluation's start-up check) also turns libjpeg's warnings about corrupt
+    scan data (a fully decoded image with garbage in it) into an error; it decodes one image at
+    a time, so the training fast path leaves it off and relies on the start-up validation."""
     prefix = f"{where}: " if where else ""
     try:
+        if not Path(path).is_file() and Path(path).exists():  # a device, fifo, folder
+            raise ValueError(f"{prefix}image is not a regular file: {path}")
         data = Path(path).read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"{prefix}image not found: {path}") from None
@@ -490,9 +613,23 @@ def read_image(path: Path, where: str = "") -> np.ndarray:
     problem = truncation_problem(data)
     if problem is not None:
         raise ValueError(f"{prefix}image is truncated ({problem}): {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    buf = np.frombuffer(data, np.uint8)
+    if strict and data[:2] == b"\xff\xd8":
+        image, corrupt = _decode_watching_stderr(buf)
+        if image is not None and corrupt:
+            raise ValueError(f"{prefix}image data is corrupt (libjpeg: {corrupt}): {path}")
+    else:
+        image = cv2.imdecode(buf, _DECODE_FLAGS) if len(data) else None
     if image is None:
         raise ValueError(f"{prefix}image cannot be read (not a decodable image): {path}")
+    orientation = exif_orientation(data)
+    if orientation not in (None, 1):
+        h, w = image.shape[:2]
+        warnings.warn(
+            f"{prefix}{path}: EXIF orientation {orientation} ignored: boxes refer to the stored"
+            f" {w}x{h} pixels (as WIDER FACE's do), not the rotated view",
+            stacklevel=2,
+        )
     return image
 
 

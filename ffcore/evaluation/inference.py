@@ -254,13 +254,25 @@ def image_paths(specs: Sequence[str | Path]) -> list[Path]:
         elif path.is_file():
             hits = [path]
         elif glob.has_magic(str(spec)):
-            hits = sorted(Path(p) for p in glob.glob(str(spec)) if Path(p).is_file())
+            hits = sorted(Path(p) for p in glob.glob(str(spec)) if not Path(p).is_dir())
         else:
             hits = []
         if not hits:
             raise FileNotFoundError(f"{spec}: no image file, folder of images or matching glob")
         found += hits
     return list(dict.fromkeys(found))
+
+
+MAX_BATCH_PIXELS = 8 * 1024 * 1024  # network-input pixels per forward pass (8 x 1024 x 1024)
+MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # one image's network input (an 8192 x 8192 canvas)
+
+
+def input_hw(h: int, w: int, image_size: int | None) -> tuple[int, int]:
+    """The padded network input (H, W) of an h x w image (``_prepare``'s rule, without work)."""
+    if image_size is not None:
+        scale = image_size / max(h, w)
+        h, w = max(1, round(h * scale)), max(1, round(w * scale))
+    return math.ceil(h / STRIDE) * STRIDE, math.ceil(w / STRIDE) * STRIDE
 
 
 def detect_files(
@@ -272,21 +284,62 @@ def detect_files(
     device: str | torch.device | None = None,
     canvas: tuple[int, int] | None = None,
     progress: bool = True,
+    on_error: Callable[[Path, Exception], None] | None = None,
+    max_batch_pixels: int = MAX_BATCH_PIXELS,
+    max_image_pixels: int = MAX_IMAGE_PIXELS,
 ) -> Iterator[tuple[Path, Detections]]:
-    """(path, detections) for each image file, in order, run ``batch_size`` images per forward
-    pass (``detect_batch``); a tqdm bar over the images on stderr when ``progress``."""
+    """(path, detections) for each image file, in order, up to ``batch_size`` images per forward
+    pass (``detect_batch``); a tqdm bar over the images on stderr when ``progress``.
+
+    Memory guard: a batch is also closed before its canvas (largest padded height x largest
+    padded width x images) would pass ``max_batch_pixels`` (8 Mpx: 8 images of 1024 x 1024, a
+    few GB of activations), so large images run in smaller batches, the largest alone; an image
+    whose own input passes ``max_image_pixels`` (64 Mpx) is refused (resize it with
+    ``image_size``). A file that cannot be read (or is refused) raises, or, with ``on_error``,
+    is handed to ``on_error(path, exception)`` and skipped: one bad file never sinks a batch."""
     from ffcore.data.widerface import read_image
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    params = params or DetectParams()
     paths = [Path(p) for p in paths]
+    batch: list[tuple[Path, np.ndarray]] = []
+    batch_hw = (0, 0)
+
+    def run() -> list[tuple[Path, Detections]]:
+        dets = detect_batch(model, [im for _, im in batch], params, device=device, canvas=canvas)
+        return list(zip([p for p, _ in batch], dets, strict=True))
+
     with tqdm(total=len(paths), desc="detect", unit="img", disable=not progress) as bar:
-        for start in range(0, len(paths), batch_size):
-            chunk = paths[start : start + batch_size]
-            images = [read_image(p) for p in chunk]
-            dets = detect_batch(model, images, params, device=device, canvas=canvas)
-            yield from zip(chunk, dets, strict=True)
-            bar.update(len(chunk))
+        for path in paths:
+            try:
+                image = read_image(path)
+                ph, pw = canvas or input_hw(*image.shape[:2], params.image_size)
+                if ph * pw > max_image_pixels:
+                    h, w = image.shape[:2]
+                    raise ValueError(
+                        f"{path}: a {w}x{h} image is too large to detect at this scale (network"
+                        f" input {pw}x{ph} > {max_image_pixels:,} pixels); resize it first"
+                        " (image_size)"
+                    )
+            except (FileNotFoundError, ValueError) as exc:
+                if on_error is None:
+                    raise
+                on_error(path, exc)
+                bar.update(1)
+                continue
+            hw = (max(batch_hw[0], ph), max(batch_hw[1], pw))
+            if batch and (
+                len(batch) == batch_size or hw[0] * hw[1] * (len(batch) + 1) > max_batch_pixels
+            ):
+                yield from run()
+                bar.update(len(batch))
+                batch, hw = [], (ph, pw)
+            batch.append((path, image))
+            batch_hw = hw
+        if batch:
+            yield from run()
+            bar.update(len(batch))
 
 
 def predict_dataset(
