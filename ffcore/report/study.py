@@ -157,6 +157,14 @@ def study_frame(
     return read_per_seed(path), str(path)
 
 
+def study_source(results: pd.DataFrame, data_root: str | os.PathLike[str] | None) -> str:
+    """The ``source`` line of the study's figures: the profile(s) of the per-seed frame and the
+    data (``data_root`` None: the synthetic set), e.g. "study profile, synthetic data"."""
+    profiles = "/".join(sorted(set(results["profile"].astype(str))))
+    data = "synthetic data" if data_root is None else f"data {Path(data_root).name}"
+    return f"{profiles} profile, {data}"
+
+
 # -- statistics ------------------------------------------------------------------------------
 def _finite(values: Any) -> np.ndarray:
     x = np.asarray(values, dtype=np.float64)
