@@ -47,8 +47,9 @@ COMPARISONS: tuple[tuple[str, str, str], ...] = (
     ("eca_cbam_phased", "none", "ECA-CBAM phased - none"),
     ("cbam_phased", "none", "CBAM phased - none"),
 )
+Test = tuple[str, str, str, str]  # (A, B, label, subset)
 # The family of tests Holm adjusts over, declared before any result is read: 6 x 3 = 18.
-FAMILY: tuple[tuple[str, str, str, str], ...] = tuple(
+FAMILY: tuple[Test, ...] = tuple(
     (a, b, label, subset) for a, b, label in COMPARISONS for subset in SUBSETS
 )
 # The per-seed frame: one row per (cell, subset); AP as fractions, NaN where a result lacks it.
@@ -265,12 +266,12 @@ def _paired(results: pd.DataFrame, a: str, b: str, subset: str, value: str = "ap
     return (table[a] - table[b]).dropna()
 
 
-def _family_present(results: pd.DataFrame, family: tuple = FAMILY) -> list[tuple]:
+def _family_present(results: pd.DataFrame, family: tuple[Test, ...] = FAMILY) -> list[Test]:
     present = set(results["configuration"])
     return [t for t in family if t[0] in present and t[1] in present]
 
 
-def paired_differences(results: pd.DataFrame, family: tuple = FAMILY) -> pd.DataFrame:
+def paired_differences(results: pd.DataFrame, family: tuple[Test, ...] = FAMILY) -> pd.DataFrame:
     """One row per test of ``family`` whose two configurations were run: comparison, subset, n
     (seeds in both), mean_diff, sd_diff, ci_low, ci_high (AP fractions), p (paired t), p_holm
     (Holm over the tests run), p_signflip, mde80 (the difference detectable with 80 % power, AP
@@ -330,7 +331,7 @@ def _sd(x: Any) -> float:
     return float(x.std(ddof=1)) if len(x) > 1 else math.nan
 
 
-def variance_components(results: pd.DataFrame, family: tuple = FAMILY) -> pd.DataFrame:
+def variance_components(results: pd.DataFrame, family: tuple[Test, ...] = FAMILY) -> pd.DataFrame:
     """Per test of ``family`` (AP points): ``paired sd`` (sd over seeds of the paired difference
     d on the whole val set), ``paired sd, first 96`` (the same on the first 96 images, the old
     small val set), ``evaluation sd`` (sqrt(var(d_A - d_B) / 4), d_A and d_B the differences on
@@ -360,7 +361,9 @@ def variance_components(results: pd.DataFrame, family: tuple = FAMILY) -> pd.Dat
     return pd.DataFrame(rows)
 
 
-def variance_decomposition(results: pd.DataFrame, family: tuple = FAMILY) -> pd.DataFrame:
+def variance_decomposition(
+    results: pd.DataFrame, family: tuple[Test, ...] = FAMILY
+) -> pd.DataFrame:
     """Per subset, the median over the comparisons of ``variance_components`` (AP points): the
     paired-difference sd on the whole val set and on its first 96 images ("before"), and how
     much of it is evaluation noise (finite val set) and training noise (seed)."""
@@ -441,7 +444,11 @@ class StudyPlan:
     slurm_wall_seconds: float | None
 
     def lines(self) -> list[str]:
-        hours = lambda s: f"{s / 3600:.1f} h"  # noqa: E731
+        """The plan as the CLI prints it."""
+
+        def hours(seconds: float) -> str:
+            return f"{seconds / 3600:.1f} h"
+
         out = [f"plan for a 95 % paired half-width of {self.target_points:g} AP points "
                f"(pilot: {self.pilot_cells} cells)"]  # fmt: skip
         out += self.per_subset.to_string(float_format=lambda v: f"{v:.2f}").splitlines()
