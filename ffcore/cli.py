@@ -703,8 +703,27 @@ def _add_study(p: argparse.ArgumentParser) -> None:
         help="local: --jobs cells at once here; slurm: one submitit job array (one task per "
         "cell); submitit-local: the same submission path on this machine",
     )
-    p.add_argument("--jobs", type=int, default=1, help="cells at once (local launcher)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="cells at once (local launcher; default 1, with --plan os.cpu_count())",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads per cell")
+    plan = p.add_argument_group("plan (--plan: size the grid from a pilot, train nothing)")
+    plan.add_argument(
+        "--plan",
+        action="store_true",
+        help="read the per-seed results of --out (or --per-seed) and print the seeds needed "
+        "for --target and the grid's estimated time",
+    )
+    plan.add_argument(
+        "--target", type=float, default=1.0, help="95 %% paired half-width wanted (AP points)"
+    )
+    plan.add_argument(
+        "--per-seed", default=None, help="a per-seed CSV (figures/ablation_per_seed.csv)"
+    )
+    plan.add_argument("--slurm-tasks", type=int, default=None, help="SLURM tasks at once")
     slurm = p.add_argument_group("slurm (with --launcher slurm)")
     slurm.add_argument("--partition", default=None)
     slurm.add_argument("--time-min", type=int, default=SlurmOptions.time_min)
@@ -714,9 +733,29 @@ def _add_study(p: argparse.ArgumentParser) -> None:
     slurm.add_argument("--array-parallelism", type=int, default=SlurmOptions.array_parallelism)
 
 
+def _plan_study(args: argparse.Namespace) -> int:
+    from ffcore.paths import repo_path
+    from ffcore.report.study import has_results, load_results, plan_study, read_per_seed
+
+    if args.per_seed is not None:
+        pilot = read_per_seed(repo_path(args.per_seed))
+    elif has_results(repo_path(args.out)):
+        pilot = load_results(repo_path(args.out))
+    else:
+        raise FileNotFoundError(f"--plan needs a pilot: no results under {args.out}; "
+                                "run a few seeds first or pass --per-seed CSV")  # fmt: skip
+    plan = plan_study(pilot, args.target, jobs=args.jobs, slurm_tasks=args.slurm_tasks,
+                      configurations=len(args.configurations))  # fmt: skip
+    print("\n".join(plan.lines()))
+    return 0
+
+
 def _run_study(args: argparse.Namespace) -> int:
     from ffcore.paths import repo_path
-    from ffcore.report.study import load_results, paired_differences, summarize
+
+    if args.plan:
+        return _plan_study(args)
+    from ffcore.report.study import load_results, paired_differences, summarize, write_per_seed
     from ffcore.study import SlurmOptions, StudySpec, make_cells, run_study
 
     if args.data_root is None:
@@ -736,14 +775,15 @@ def _run_study(args: argparse.Namespace) -> int:
         array_parallelism=args.array_parallelism,
     )
     cells = make_cells(tuple(args.configurations), args.seeds)
-    run_study(cells, spec, launcher=args.launcher, jobs=args.jobs, slurm=slurm)
+    run_study(cells, spec, launcher=args.launcher, jobs=args.jobs or 1, slurm=slurm)
     results = load_results(out)
     summarize(results).to_csv(out / "summary.csv", index=False)
     diffs = paired_differences(results)
     diffs.to_csv(out / "comparisons.csv", index=False)
     for line in diffs["sentence"] if len(diffs) else ():
         print(line)
-    print(f"wrote {out / 'summary.csv'} and {out / 'comparisons.csv'}")
+    per_seed = write_per_seed(results, out)
+    print(f"wrote {per_seed}, {out / 'summary.csv'} and {out / 'comparisons.csv'}")
     return 0
 
 

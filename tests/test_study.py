@@ -107,7 +107,7 @@ def test_study_notebook_reports_a_finished_study(data, tmp_path) -> None:
     cmd = [sys.executable, "-m", "papermill", "-k", "python3", "--no-progress-bar"]
     cmd += [str(NOTEBOOKS_DIR / "08_ablation_study.ipynb"), str(tmp_path / "08.ipynb")]
     cmd += ["-p", "profile", "ci", "-p", "run_dir", str(out), "-p", "data_root", str(data)]
-    cmd += ["-p", "figures_dir", str(figs), "-p", "seeds", "1"]
+    cmd += ["-p", "figures_dir", str(figs), "-p", "seeds", "1", "-p", "train", "True"]
     cmd += ["-y", "configurations: [eca_cbam_phased, eca_cbam_joint]"]
     subprocess.run(cmd, check=True, capture_output=True, timeout=900)
     summary = pd.read_csv(figs / "ablation_study.csv")
@@ -122,7 +122,7 @@ def test_study_notebook_reports_a_finished_study(data, tmp_path) -> None:
     assert len(summary) == 2 * 3 and (summary["n_seeds"] == 1).all()
     assert summary["mean"].between(0, 1).all()  # fractions in the CSV
     for name in ("ablation_study.pdf", "ablation_study.png", "ablation_study.tex",
-                 "ablation_comparisons.tex", "ablation_costs.tex"):  # fmt: skip
+                 "ablation_comparisons.tex", "ablation_costs.tex", "ablation_per_seed.csv"):  # fmt: skip
         assert (figs / name).is_file(), name
     comparisons = pd.read_csv(figs / "ablation_comparisons.csv")
     assert set(comparisons["comparison"]) == {"phased - joint (ECA-CBAM)"}

@@ -1,22 +1,42 @@
-"""Interval arithmetic of the ablation study against numbers computed by hand and with scipy."""
+"""Statistics of the ablation study against numbers computed by hand and with scipy/statsmodels:
+intervals, paired t, Holm, sign-flip p, detectable difference, variance decomposition, the
+per-seed CSV as the source of every aggregate, and the seed plan."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
 
 from ffcore.report.study import (
+    FAMILY,
+    PER_SEED_COLUMNS,
+    SUBSETS,
+    detectable_difference,
+    export_study,
+    holm,
+    load_results,
     paired_differences,
+    paired_t_p,
+    plan_study,
+    read_per_seed,
     resolution,
+    seeds_for_halfwidth,
+    seeds_for_power,
     sentence,
+    signflip_p,
     summarize,
     t_interval,
+    variance_decomposition,
     verdict,
 )
+from ffcore.study import CONFIGURATIONS
 
 
 def test_t_interval_by_hand() -> None:
@@ -34,24 +54,105 @@ def test_t_interval_matches_scipy() -> None:
     assert (low, high) == pytest.approx(expect, abs=1e-12)
 
 
-def test_one_seed_has_no_interval() -> None:
+def test_one_seed_has_no_interval_and_no_test() -> None:
     mean, low, high = t_interval([0.5])
     assert mean == 0.5 and math.isnan(low) and math.isnan(high)
-    assert verdict(low, high) == "no interval (one seed)"
+    assert math.isnan(paired_t_p([0.5]))
+    assert verdict(math.nan, 0.5) == "no test (one seed)"
 
 
+# -- the tests of a comparison, on 4 seeds by hand -----------------------------------------
+D4 = [0.01, 0.02, 0.03, 0.02]  # mean 0.02, sd sqrt(2/3) / 100, t = 0.02 / (sd / 2) = sqrt(24)
+
+
+def _t_cdf_df3(t: float) -> float:
+    """Student t CDF with 3 degrees of freedom in closed form (any statistics textbook)."""
+    u = t / math.sqrt(3)
+    return 0.5 + (u / (1 + u * u) + math.atan(u)) / math.pi
+
+
+def test_paired_t_p_by_hand_and_scipy() -> None:
+    t = math.sqrt(24)
+    assert 0.02 / (math.sqrt(2 / 3) / 100 / 2) == pytest.approx(t)
+    by_hand = 2 * (1 - _t_cdf_df3(t))  # = 0.01628...
+    assert paired_t_p(D4) == pytest.approx(by_hand, rel=1e-9)
+    a = np.array([0.70, 0.71, 0.69, 0.72])
+    assert paired_t_p(a + D4 - a) == pytest.approx(stats.ttest_rel(a + D4, a).pvalue, rel=1e-9)
+    assert paired_t_p([0.0, 0.0, 0.0]) == 1.0  # no difference at all
+
+
+def test_holm_by_hand_and_statsmodels() -> None:
+    # sorted 0.01, 0.03, 0.04, 0.20: x4 = 0.04, x3 = 0.09, x2 = 0.08 -> running max 0.09, x1 = 0.2
+    p = [0.01, 0.04, 0.03, 0.20]
+    assert holm(p) == pytest.approx([0.04, 0.09, 0.09, 0.20])
+    assert holm(p) == pytest.approx(multipletests(p, method="holm")[1])
+    # a NaN (one seed) is not part of the family: the other three are adjusted as three
+    out = holm([0.01, math.nan, 0.03, 0.20])
+    assert math.isnan(out[1]) and out[[0, 2, 3]] == pytest.approx([0.03, 0.06, 0.20])
+
+
+def test_signflip_p_by_hand_and_scipy() -> None:
+    # all four differences positive: of the 16 sign patterns only +/- all reach |mean| 0.02
+    assert signflip_p(D4) == pytest.approx(2 / 16)
+    # 1, -1, 2, 0: |sum| 2. Signs of (1, -1, 2) give sums 2, 4, 0, 2, -2, 0, -4, -2 (the zero's
+    # sign changes nothing): 6 of 8 reach |sum| >= 2
+    assert signflip_p([1.0, -1.0, 2.0, 0.0]) == pytest.approx(0.75)
+    rng = np.random.default_rng(3)
+    for n in (5, 8):
+        x = rng.normal(0.3, 1.0, n)
+        ref = stats.permutation_test(
+            (x,), np.mean, permutation_type="samples", n_resamples=2**n, alternative="two-sided"
+        ).pvalue
+        assert signflip_p(x) == pytest.approx(ref)
+
+
+def test_detectable_difference_has_the_power_it_claims() -> None:
+    sd, n = 0.02, 6
+    mde = detectable_difference(sd, n)
+    # power of the two-sided paired t at that difference, from the noncentral t (scipy)
+    crit = stats.t.ppf(0.975, n - 1)
+    nc = mde / sd * math.sqrt(n)
+    power = stats.nct.sf(crit, n - 1, nc) + stats.nct.cdf(-crit, n - 1, nc)
+    assert power == pytest.approx(0.80, abs=1e-6)
+    assert mde / sd == pytest.approx(TTestPower().solve_power(nobs=n, alpha=0.05, power=0.8))
+    assert math.isnan(detectable_difference(sd, 1)) and detectable_difference(0.0, 4) == 0.0
+
+
+def test_seeds_for_halfwidth_and_power() -> None:
+    # t(0.975, 5) / sqrt(6) = 2.5706 / 2.4495 = 1.049 > 1; t(0.975, 6) / sqrt(7) = 2.4469 / 2.6458
+    # = 0.925 <= 1 (tables): 7 seeds for a half-width of one sd
+    assert seeds_for_halfwidth(1.0, 1.0) == 7
+    assert seeds_for_halfwidth(0.5, 1.0) == 4  # 3.182 / 2 * 0.5 = 0.80; 4.303 / 1.732 * 0.5 > 1
+    n = seeds_for_power(1.0, 1.0)
+
+    def power(k: int) -> float:
+        crit, nc = stats.t.ppf(0.975, k - 1), math.sqrt(k)
+        return stats.nct.sf(crit, k - 1, nc) + stats.nct.cdf(-crit, k - 1, nc)
+
+    assert power(n) >= 0.8 > power(n - 1)
+    assert n == 10  # effect size 1 needs 10 pairs for 80 % power (two-sided, 0.05)
+    with pytest.raises(ValueError, match="target"):
+        seeds_for_halfwidth(1.0, 0.0)
+
+
+# -- frames -------------------------------------------------------------------------------------
 def _frame() -> pd.DataFrame:
     rows = []
-    ap = {  # configuration -> AP on hard for seeds 0, 1, 2
+    ap = {  # configuration -> AP on every subset for seeds 0, 1, 2
         "cbam_phased": [0.70, 0.72, 0.74],
         "eca_cbam_phased": [0.71, 0.74, 0.75],  # differences 0.01, 0.02, 0.01
         "none": [0.60, 0.61, 0.62],
     }
     for conf, values in ap.items():
         for seed, v in enumerate(values):
-            for subset in ("easy", "medium", "hard"):
+            for subset in SUBSETS:
                 rows.append({"configuration": conf, "seed": seed, "subset": subset, "ap": v})
     return pd.DataFrame(rows)
+
+
+def test_family_is_declared_in_code() -> None:
+    assert len(FAMILY) == 18 and len(set(FAMILY)) == 18
+    assert {t[3] for t in FAMILY} == set(SUBSETS)
 
 
 def test_summary_and_paired_difference_by_hand() -> None:
@@ -61,7 +162,6 @@ def test_summary_and_paired_difference_by_hand() -> None:
     assert s.loc[("cbam_phased", "hard"), "n_seeds"] == 3
     d = paired_differences(frame).set_index(["comparison", "subset"])
     row = d.loc[("ECA-CBAM - CBAM (phased)", "hard")]
-    # differences 0.01, 0.02, 0.01: mean 0.04/3, sd sqrt(((-1/3)^2*2 + (2/3)^2)/2) / 100
     diffs = np.array([0.01, 0.02, 0.01])
     half = stats.t.ppf(0.975, 2) * diffs.std(ddof=1) / math.sqrt(3)
     assert row["mean_diff"] == pytest.approx(diffs.mean())
@@ -69,22 +169,34 @@ def test_summary_and_paired_difference_by_hand() -> None:
         (diffs.mean() - half, diffs.mean() + half)
     )
     assert row["n"] == 3
+    # t = 0.01333 / (0.005774 / sqrt 3) = 4: p = 2 * (1 - F_2(4)), F_2(t) = 1/2 + t / (2 sqrt(2 + t^2))
+    assert row["p"] == pytest.approx(2 * (0.5 - 4 / (2 * math.sqrt(18))), rel=1e-9)
     # the paired interval is far narrower than the unpaired spread of either configuration
     assert (
         row["ci_high"] - row["ci_low"]
         < s.loc[("cbam_phased", "hard"), "ci_high"] - s.loc[("cbam_phased", "hard"), "ci_low"]
     )
-    assert row["verdict"] == "no significant difference"  # [-0.001, +0.028] straddles 0
+    assert row["verdict"] == "no significant difference"
+    # three comparisons were run: Holm over their 9 tests, and the verdict follows p_holm
+    assert len(d) == 9
+    assert d["p_holm"].to_numpy() == pytest.approx(multipletests(d["p"], method="holm")[1])
     big = d.loc[("ECA-CBAM phased - none", "hard")]
-    assert big["verdict"] == "significantly higher"
-    # comparisons whose configurations were not run are left out
+    assert big["p_holm"] < 0.05 and big["verdict"] == "significantly higher"
+    assert big["p_signflip"] == pytest.approx(2 / 8)  # 3 seeds: the smallest possible
     assert "phased - joint (CBAM)" not in d.index.get_level_values(0)
+
+
+def test_verdict_follows_holm_not_the_interval() -> None:
+    # an interval above 0 (p = 0.0163 alone) is not significant once adjusted over 18 tests
+    assert verdict(0.0163 * 18, 0.02) == "no significant difference"
+    assert verdict(0.01, -0.02) == "significantly lower"
 
 
 def test_sentence_reads_like_the_issue() -> None:
     assert (
-        sentence("ECA-CBAM - CBAM", "hard", 3, 0.004, -0.012, 0.020)
-        == "ECA-CBAM - CBAM on hard: +0.4 points [-1.2, +2.0], n = 3: no significant difference"
+        sentence("ECA-CBAM - CBAM", "hard", 3, 0.004, -0.012, 0.020, 0.84)
+        == "ECA-CBAM - CBAM on hard: +0.4 points [-1.2, +2.0], n = 3, Holm p = 0.84: "
+        "no significant difference"
     )
 
 
@@ -92,10 +204,160 @@ def test_resolution_by_hand() -> None:
     frame = _frame()
     frame = frame[frame.configuration != "none"]
     res = resolution(frame, paired_differences(frame))
-    # sd(0.70, 0.72, 0.74) = 0.02; sd(0.71, 0.74, 0.75) = 0.0208167: mean 2.0408 points
     assert res.loc["hard", "seed sd (AP points)"] == pytest.approx(
         (2.0 + 100 * np.std([0.71, 0.74, 0.75], ddof=1)) / 2
     )
-    # paired differences 0.01, 0.02, 0.01: half-width t(0.975, 2) * 0.0057735 / sqrt(3)
     half = 4.302652729749464 * np.std([0.01, 0.02, 0.01], ddof=1) / math.sqrt(3)
     assert res.loc["hard", "resolvable (AP points)"] == pytest.approx(100 * half)
+
+
+# -- variance decomposition on numbers whose answer is known --------------------------------
+T = np.array([0.02, 0.0, -0.02, 0.0])  # training effect per seed: var 8e-4 / 3
+E = np.array([0.01, -0.01, 0.01, -0.01])  # evaluation error of a half: var 4e-4 / 3
+
+
+def _per_seed_frame(configurations=tuple(CONFIGURATIONS)) -> pd.DataFrame:
+    """B scores 0.5 everywhere; every other configuration 0.5 + T on the whole set, + E / - E
+    on the two halves and + 3 E on the first 96 images."""
+    rows = []
+    for conf in configurations:
+        for seed in range(4):
+            off = 0.0 if conf == "cbam_phased" else 1.0
+            for k, subset in enumerate(SUBSETS):
+                ap = 0.5 + off * T[seed] + 0.1 * k
+                rows.append(
+                    {
+                        "configuration": conf, "seed": seed, "subset": subset, "ap": ap,
+                        "ap_half_a": ap + off * E[seed], "ap_half_b": ap - off * E[seed],
+                        "ap_first96": ap + off * 3 * E[seed], "nme": 0.05 + 0.001 * seed,
+                        "train_seconds": 100.0 + seed, "train_cpu_seconds": 190.0,
+                        "eval_seconds": 10.0, "profile": "study", "torch_threads": 2.0,
+                        "eval_cpu_seconds": 10.0,
+                    }
+                )  # fmt: skip
+    return pd.DataFrame(rows, columns=list(PER_SEED_COLUMNS))
+
+
+def test_variance_decomposition_on_known_numbers() -> None:
+    # only the comparisons against cbam_phased have differences: run just those two configs
+    frame = _per_seed_frame(("cbam_phased", "eca_cbam_phased"))
+    v = variance_decomposition(frame)
+    assert list(v.index) == list(SUBSETS) and (v["comparisons"] == 1).all()
+    # d = T: sd sqrt(8e-4 / 3); d_A - d_B = 2 E: var / 4 = var(E) = 4e-4 / 3; training the rest
+    assert v["paired sd (AP points)"].to_numpy() == pytest.approx(100 * math.sqrt(8e-4 / 3))
+    assert v["evaluation sd"].to_numpy() == pytest.approx(100 * math.sqrt(4e-4 / 3))
+    assert v["training (seed) sd"].to_numpy() == pytest.approx(100 * math.sqrt(4e-4 / 3))
+    # first 96: d = T + 3 E, T and E orthogonal here (sum T * E = 0): var 8e-4 / 3 + 9 * 4e-4 / 3
+    assert v["paired sd, first 96 images (before)"].to_numpy() == pytest.approx(
+        100 * math.sqrt(44e-4 / 3)
+    )
+
+
+def test_variance_decomposition_training_part_is_never_negative() -> None:
+    frame = _per_seed_frame(("cbam_phased", "eca_cbam_phased"))
+    frame["ap_half_a"] += np.where(frame.configuration == "cbam_phased", 0, 10 * E[frame.seed])
+    v = variance_decomposition(frame)
+    assert (v["training (seed) sd"] == 0).all()
+
+
+# -- the per-seed CSV is the source ---------------------------------------------------------
+def _result(conf: str, seed: int, new: bool) -> dict:
+    r = {
+        "configuration": conf, "seed": seed, "profile": "ci",
+        "ap": {"easy": 0.9 + seed / 100, "medium": 0.8, "hard": None, "landmarks": {"nme": 0.07}},
+        "seconds": {"train": 12.5},
+    }  # fmt: skip
+    if new:
+        r["ap_splits"] = {k: {"easy": 0.91, "medium": 0.81, "hard": 0.5}
+                          for k in ("half_a", "half_b", "first96")}  # fmt: skip
+        r["seconds"]["evaluate"] = 2.0
+        r["cpu_seconds"] = {"train": 24.0, "evaluate": 3.0}
+        r["torch_threads"] = 2
+    return r
+
+
+def test_load_results_reads_old_and_new_results(tmp_path) -> None:
+    for conf, seed, new in (("none", 1, True), ("eca_cbam_joint", 0, False), ("none", 0, True)):
+        (tmp_path / f"{conf}_seed{seed}").mkdir()
+        (tmp_path / f"{conf}_seed{seed}" / "result.json").write_text(
+            json.dumps(_result(conf, seed, new))
+        )
+    frame = load_results(tmp_path)
+    assert list(frame.columns[:4]) == ["configuration", "seed", "subset", "ap"]
+    assert tuple(frame.columns) == PER_SEED_COLUMNS
+    # configuration order (none first), then seed, then subset
+    assert list(zip(frame.configuration, frame.seed, strict=True))[::3] == [
+        ("none", 0), ("none", 1), ("eca_cbam_joint", 0),
+    ]  # fmt: skip
+    assert list(frame.subset[:3]) == list(SUBSETS)
+    new = frame.iloc[0]
+    assert new.ap == 0.9 and new.ap_half_a == 0.91 and new.train_cpu_seconds == 24.0
+    assert new.eval_seconds == 2.0 and new.torch_threads == 2 and new.nme == 0.07
+    old = frame[frame.configuration == "eca_cbam_joint"]
+    assert old[["ap_half_a", "ap_first96", "train_cpu_seconds", "torch_threads"]].isna().all().all()
+    assert math.isnan(old.ap.iloc[2])  # hard None -> NaN
+
+
+def test_every_aggregate_follows_from_the_per_seed_csv(tmp_path) -> None:
+    frame = _per_seed_frame()
+    rng = np.random.default_rng(1)
+    frame["ap"] += rng.normal(0, 0.003, len(frame))  # every comparison gets some difference
+    shuffled = frame.sample(frac=1.0, random_state=0)
+    out = export_study(shuffled, tmp_path, "ci profile, synthetic data")
+    for name in ("ablation_per_seed.csv", "ablation_forest.pdf", "ablation_forest.png",
+                 "ablation_variance.csv", "ablation_variance.tex", "ablation_study.png"):  # fmt: skip
+        assert (tmp_path / name).is_file(), name
+    back = read_per_seed(tmp_path / "ablation_per_seed.csv")
+    pd.testing.assert_frame_equal(back, frame.reset_index(drop=True))  # sorted, full precision
+    # recomputed from the CSV alone: the same tables as exported
+    written = pd.read_csv(tmp_path / "ablation_study.csv")
+    pd.testing.assert_frame_equal(written, summarize(back), check_exact=False, rtol=1e-12)
+    again = paired_differences(back)
+    pd.testing.assert_frame_equal(again, out.comparisons)
+    table = pd.read_csv(tmp_path / "ablation_comparisons.csv")
+    assert {"p", "p_holm", "p_signflip", "mde80"} <= set(table.columns) and len(table) == 18
+    assert table["p_holm"].to_numpy() == pytest.approx(again["p_holm"].to_numpy())
+    assert table["mde80"].to_numpy() == pytest.approx(100 * again["mde80"].to_numpy())
+    variance = pd.read_csv(tmp_path / "ablation_variance.csv", index_col="subset")
+    assert variance.to_numpy() == pytest.approx(variance_decomposition(back).to_numpy())
+
+
+def test_read_per_seed_names_the_file_it_rejects(tmp_path) -> None:
+    bad = tmp_path / "bad.csv"
+    _per_seed_frame().drop(columns="ap_first96").to_csv(bad, index=False)
+    with pytest.raises(ValueError, match=r"bad\.csv.*missing \['ap_first96'\]"):
+        read_per_seed(bad)
+    with pytest.raises(FileNotFoundError, match="nothere"):
+        read_per_seed(tmp_path / "nothere.csv")
+
+
+# -- the plan -------------------------------------------------------------------------------
+def test_plan_from_a_pilot_by_hand() -> None:
+    pilot = _per_seed_frame()  # 5 configurations x 4 seeds
+    plan = plan_study(pilot, target_points=1.0, jobs=2, cores=2, slurm_tasks=7)
+    # d = +-T (sd 100 sqrt(8e-4 / 3) points) for the three comparisons with cbam_phased on one
+    # side, d = 0 for the other three: the median of the six is half that sd
+    sd = 100 * math.sqrt(8e-4 / 3) / 2
+    row = plan.per_subset.loc["hard"]
+    assert row["paired sd (AP points)"] == pytest.approx(sd)
+    assert row["seeds for half-width"] == seeds_for_halfwidth(sd, 1.0)
+    assert row["seeds for 80% power"] == seeds_for_power(sd, 1.0)
+    assert plan.seeds == max(row["seeds for half-width"], row["seeds for 80% power"])
+    # 200 CPU s per cell on 2 threads; 2 cells at once on 2 cores: 1 core each -> 200 s a cell
+    assert plan.cell_cpu_seconds == 200.0 and plan.cells == 5 * plan.seeds
+    assert plan.local_wall_seconds == math.ceil(plan.cells / 2) * 200.0
+    assert plan.slurm_wall_seconds == math.ceil(plan.cells / 7) * 100.0
+    assert "seeds:" in "\n".join(plan.lines())
+
+
+def test_plan_command_prints_the_plan_and_needs_a_pilot(tmp_path, capsys) -> None:
+    from ffcore.cli import main
+
+    export_study(_per_seed_frame(), tmp_path, "ci profile, synthetic data")
+    csv = tmp_path / "ablation_per_seed.csv"
+    assert main(["study", "--plan", "--per-seed", str(csv), "--slurm-tasks", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "seeds for half-width" in out and "SLURM: 10 tasks" in out
+    assert main(["study", "--plan", "--out", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no results" in err[0]
