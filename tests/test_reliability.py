@@ -20,7 +20,7 @@ from ffcore.data.synthetic import generate_dataset
 from ffcore.models import build_model
 from ffcore.models.checkpoint import CheckpointError
 from ffcore.training.checkpoint import save_checkpoint
-from ffcore.training.engine import fit_phase
+from ffcore.training.engine import Start, fit_phase
 from ffcore.training.history import History
 from ffcore.training.lock import PhaseFolderLocked, PhaseLock
 
@@ -120,7 +120,7 @@ def test_kill_between_latest_and_final_is_finished_on_resume(root: Path, tmp_pat
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         done = fit_phase(_config(root / "train", tmp_path, resume_net=str(first.latest)))
-    assert done.mode == "finish" and done.checkpoint == final
+    assert done.mode is Start.FINISH and done.checkpoint == final
     assert final.read_bytes() == first.latest.read_bytes()
     assert pd.read_csv(done.epochs_csv).epoch.tolist() == [0, 1]
     assert not list(folder.glob(".*.tmp")) and not (folder / ".lock").exists()
