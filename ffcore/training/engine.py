@@ -53,14 +53,16 @@ from ffcore.models.device import resolve_device
 from ffcore.schedule import Phase, get_phase
 from ffcore.training.checkpoint import Start, save_checkpoint, set_rng_states
 from ffcore.training.distributed import DistInfo, all_finite, dist_from_env, distributed
-from ffcore.training.history import EPOCHS, HISTORY, History
+from ffcore.training.history import EPOCHS, HISTORY, History, last_epoch, read_epoch_rows
 from ffcore.training.lock import PhaseLock
 from ffcore.training.mixup import mixup_batch
 from ffcore.training.probe import Probe, make_probe, probe_losses, to_device
 from ffcore.training.start import (
     LATEST,
+    ConfigMismatch,
     Refusal,
     StartPlan,
+    config_differences,
     dataset_fingerprint,
     phase_epochs_and_t0,
     resolve_start,
@@ -135,7 +137,12 @@ def _validate(label_file: Path, info: DistInfo) -> None:
         except ValueError as exc:
             message[0] = str(exc)
         else:
-            if report.warnings:
+            if report.faces == 0:  # every loss term would be 0: nothing is learned
+                message[0] = (
+                    f"{report.label_file}: none of its {report.images} images has a face; "
+                    "there is nothing to train on"
+                )
+            elif report.warnings:
                 shown = "\n  ".join(report.warnings[:10])
                 more = len(report.warnings) - 10
                 warnings.warn(
@@ -333,6 +340,37 @@ def fit_phase(
         started_from=config.resume_net,
         epoch_losses=loop.history.column("train_total", first_epoch=1),
         probe_losses=loop.history.column("probe_total"),
+        epochs_csv=out_dir / EPOCHS,
+    )
+
+
+def completed_phase(config: TrainConfig) -> FitResult | None:
+    """The phase ``config`` asks for when its folder already holds it complete (its final
+    checkpoint and the last ``epochs.csv`` row) with the same result-determining settings;
+    None when it is not complete. Other settings: ``ConfigMismatch`` naming them."""
+    phase = get_phase(config.phase)
+    epochs, _ = phase_epochs_and_t0(phase, config.epochs)
+    out_dir = Path(config.save_folder) / phase.folder
+    final = out_dir / final_checkpoint_name(phase, epochs)
+    if not (final.is_file() and last_epoch(out_dir / EPOCHS) >= epochs):
+        return None
+    held = load_checkpoint(final).get("train_config") or {}
+    differences = config_differences(config, held, dataset_fingerprint(config.training_dataset))
+    if differences:
+        raise ConfigMismatch(final, differences)
+    rows = read_epoch_rows(out_dir / EPOCHS)
+    return FitResult(
+        phase=phase.id,
+        epochs=epochs,
+        epochs_done=epochs,
+        checkpoint=final,
+        latest=out_dir / LATEST,
+        history_csv=out_dir / HISTORY,
+        tensorboard_dir=out_dir / "tensorboard",
+        mode=None,
+        started_from=held.get("resume_net"),
+        epoch_losses=tuple(float(r["train_total"]) for r in rows if int(r["epoch"]) >= 1),
+        probe_losses=tuple(float(r["probe_total"]) for r in rows),
         epochs_csv=out_dir / EPOCHS,
     )
 

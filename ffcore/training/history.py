@@ -70,6 +70,14 @@ def last_epoch(epochs_csv: Path) -> int:
         return max((int(r["epoch"]) for r in csv.DictReader(f) if r.get("epoch")), default=0)
 
 
+def read_epoch_rows(epochs_csv: Path) -> list[dict[str, Any]]:
+    """The rows of ``epochs.csv`` (strings, as read)."""
+    if not epochs_csv.is_file():
+        return []
+    with open(epochs_csv, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def _count_rows(path: Path) -> int:
     with open(path, newline="") as f:
         return sum(1 for _ in csv.DictReader(f))

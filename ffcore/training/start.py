@@ -53,7 +53,7 @@ class ConfigMismatch(CheckpointError):
     def __init__(self, path: str | Path, differences: list[tuple[str, Any, Any]]) -> None:
         self.path, self.differences = str(path), differences
         listed = "; ".join(
-            f"{name}: {_show(held)} in the checkpoint, {_show(asked)} requested"
+            f"{name}: {show_setting(held)} in the checkpoint, {show_setting(asked)} requested"
             for name, held, asked in differences
         )
         super().__init__(
@@ -74,7 +74,7 @@ class OutputsExist(ValueError):
         )
 
 
-def _show(value: Any) -> str:
+def show_setting(value: Any) -> str:
     if isinstance(value, dict) and "label_sha256" in value:
         return (
             f"dataset of {value.get('images')} images (label sha256 {value['label_sha256'][:12]})"
@@ -217,7 +217,7 @@ def resolve_start(
     planned = state["epochs"] if kind.continues else config.epochs
     epochs, t0 = phase_epochs_and_t0(phase, planned)
     start_epoch = state["epoch"] if kind.continues else 0
-    where = config.resume_net
+    where = state.get("path", config.resume_net) if state is not None else config.resume_net
     if start_epoch > epochs or (start_epoch == epochs and kind is not Start.FINISH):
         return Refusal(ValueError(f"{where}: already {start_epoch} epochs of {epochs} done"))
     final = out_dir / final_checkpoint_name(phase, epochs)
