@@ -639,7 +639,7 @@ def _run_train(args: argparse.Namespace) -> int:
     try:
         run_phases(
             _train_config(args, phases[0]), phases=phases, report=report,
-            overwrite=args.overwrite, note=note,
+            overwrite=args.overwrite, continue_run=args.all, note=note,
         )  # fmt: skip
     except NonFiniteLossError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -26,16 +26,18 @@ def run_phases(
     report: Callable[[FitResult], None] | None = None,
     *,
     overwrite: bool = False,
+    continue_run: bool = True,
     note: Callable[[str], None] | None = None,
 ) -> list[FitResult]:
     """Train ``phases`` in order, each starting from the previous one's final checkpoint.
     ``config`` is the first phase's (its ``resume_net``/``backbone_init`` apply to it only; a
     ``resume_net`` of a later phase in ``phases`` starts the chain at that phase).
 
-    A re-run continues where the last one stopped: a phase whose folder holds its final
+    With ``continue_run`` a re-run continues where the last one stopped: a phase whose folder holds its final
     checkpoint and the last ``epochs.csv`` row (with the same settings) is skipped, and the
     first unfinished phase resumes from its ``latest.pth``; ``note`` hears each such decision.
-    ``overwrite`` instead trains every phase again, replacing what its folder holds."""
+    ``overwrite`` instead trains every phase again, replacing what its folder holds; with neither,
+    a phase whose folder holds an earlier run is refused (``fit_phase``)."""
     say = note or (lambda message: None)
     results: list[FitResult] = []
     first = _first_phase(config, phases)
@@ -46,7 +48,8 @@ def run_phases(
         else:
             start = str(results[-1].checkpoint)
             step = dataclasses.replace(config, phase=phase, resume_net=start, backbone_init=None)
-        if not overwrite and not (i == first and config.resume_net is not None):
+        explicit = i == first and config.resume_net is not None
+        if continue_run and not overwrite and not explicit:
             done = completed_phase(step)
             if done is not None:
                 say(f"phase {phase}: already complete ({done.checkpoint}); not trained again")
