@@ -570,7 +570,7 @@ _TRAIN_FLAGS = {
 }
 
 
-def _train_refusal(exc: ValueError) -> str | None:
+def _train_refusal(exc: ValueError, args: argparse.Namespace) -> str | None:
     """The train command's one line for a refused start (None: not a refusal it rewords)."""
     from ffcore.training.start import ConfigMismatch, OutputsExist, show_setting
 
@@ -579,9 +579,10 @@ def _train_refusal(exc: ValueError) -> str | None:
             f"{_TRAIN_FLAGS.get(name, name)} {show_setting(held)} (requested {show_setting(asked)})"
             for name, held, asked in exc.differences
         )
+        chain = args.all and args.resume_net is None  # a re-run of --all met this checkpoint
         return (
             f"{exc.path} was trained with other settings: {listed}; repeat them, or start a new "
-            "run in another --save_folder"
+            "run in another --save_folder" + (" (--overwrite replaces it)" if chain else "")
         )
     if isinstance(exc, OutputsExist):
         offer = f"resume it with --resume_net {exc.latest}, " if exc.latest is not None else ""
@@ -654,7 +655,7 @@ def _run_train(args: argparse.Namespace) -> int:
         )
         return EXIT_INTERRUPTED
     except ValueError as exc:
-        line = _train_refusal(exc)
+        line = _train_refusal(exc, args)
         if line is None:
             raise
         print(f"error: {line}", file=sys.stderr)

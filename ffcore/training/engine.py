@@ -315,9 +315,9 @@ def fit_phase(
     lock = PhaseLock(out_dir) if info.main else contextlib.nullcontext()
     try:
         with lock, distributed(info, device):
-            if overwrite and not plan.kind.continues and info.main:
-                _remove_checkpoints(out_dir)
             loop = _set_up(config, plan, dataset, info, device, out_dir, fingerprint)
+            if overwrite and not plan.kind.continues and info.main:
+                _remove_checkpoints(out_dir)  # once the data and the model are known good
             plan = dataclasses.replace(plan, state=None)  # the weights live in the model now
             try:
                 _run_epochs(loop, plan, end_epoch, config.resume_net)
