@@ -585,7 +585,13 @@ def _train_refusal(exc: ValueError, args: argparse.Namespace) -> str | None:
             "run in another --save_folder" + (" (--overwrite replaces it)" if chain else "")
         )
     if isinstance(exc, OutputsExist):
-        offer = f"resume it with --resume_net {exc.latest}, " if exc.latest is not None else ""
+        offer = (
+            f"it is complete: start the next phase with --resume_net {exc.complete}, "
+            if exc.complete is not None
+            else f"resume it with --resume_net {exc.latest}, "
+            if exc.latest is not None
+            else ""
+        )
         return (
             f"{exc.folder} already holds an earlier run ({', '.join(exc.found)}); {offer}"
             "pick a new --save_folder, or add --overwrite to replace it"

@@ -111,8 +111,24 @@ def test_start_refusals(tmp_path: Path) -> None:
     # FINISH with nothing left to finish: the phase is complete
     (folder / "phase1_epoch_2.pth").write_bytes(b"")
     (folder / "epochs.csv").write_text("phase,epoch\n1,0\n1,1\n1,2\n")
+    error = refused(_cfg(tmp_path, epochs=2), None)  # a fresh run meets the complete phase
+    assert isinstance(error, OutputsExist) and error.complete == folder / "phase1_epoch_2.pth"
+    assert "start the next phase from" in str(error)
     error = refused(_cfg(tmp_path), _state("1", 2, 2, str(folder / "latest.pth")))
     assert isinstance(error, CheckpointError) and "already complete" in str(error)
+
+
+def test_train_all_with_a_later_phase_checkpoint_starts_the_chain_there(tmp_path: Path) -> None:
+    """What the Ctrl-C line offers under ``--all``: ``--resume_net <phase2a/latest.pth>``."""
+    from ffcore.models import build_model
+    from ffcore.training.checkpoint import save_checkpoint
+    from ffcore.training.phases import _first_phase
+
+    latest = save_checkpoint(
+        tmp_path / "latest.pth", model=build_model("eca_cbam"), phase="2a", epoch=1, epochs=2
+    )
+    assert _first_phase(_cfg(tmp_path, resume_net=str(latest)), ("1", "2a", "2b", "3")) == 1
+    assert _first_phase(_cfg(tmp_path), ("1", "2a", "2b", "3")) == 0
 
 
 def test_dataset_fingerprint(tmp_path: Path) -> None:

@@ -65,9 +65,17 @@ class ConfigMismatch(CheckpointError):
 class OutputsExist(ValueError):
     """A run that would start from scratch found an earlier run's work in its phase folder."""
 
-    def __init__(self, folder: Path, found: list[str], latest: Path | None) -> None:
-        self.folder, self.found, self.latest = folder, found, latest
-        offer = f"resume it from {latest}, " if latest is not None else ""
+    def __init__(
+        self, folder: Path, found: list[str], latest: Path | None, complete: Path | None = None
+    ) -> None:
+        self.folder, self.found, self.latest, self.complete = folder, found, latest, complete
+        offer = (
+            f"it is complete: start the next phase from {complete}, "
+            if complete is not None
+            else f"resume it from {latest}, "
+            if latest is not None
+            else ""
+        )
         super().__init__(
             f"{folder} already holds an earlier run ({', '.join(found)}); {offer}train into "
             "another save_folder, or overwrite it explicitly"
@@ -232,6 +240,7 @@ def resolve_start(
     if not overwrite and not continues_here:
         found, latest = earlier_outputs(out_dir)
         if found:
-            return Refusal(OutputsExist(out_dir, found, latest))
+            done = final.is_file() and last_epoch(out_dir / EPOCHS) >= epochs
+            return Refusal(OutputsExist(out_dir, found, latest, final if done else None))
     step_offset, epoch_offset = _offsets(state, kind)
     return StartPlan(kind, state, epochs, t0, start_epoch, step_offset, epoch_offset)
