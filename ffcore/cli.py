@@ -625,6 +625,68 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train from the start even where --save_folder holds an earlier run, replacing its "
+        "checkpoints and logs (without it such a run is refused; --all continues it)",
+    )
+
+
+def _check_train_args(args: argparse.Namespace) -> None:
+    """Numbers the flags must satisfy, named by flag (before any file is read)."""
+    for flag, value, least in (
+        ("--epochs", args.epochs, 1),
+        ("--batch-size", args.batch_size, 1),
+        ("--num-workers", args.num_workers, 0),
+        ("--seed", args.seed, 0),
+    ):
+        if value is not None and value < least:
+            raise ValueError(f"{flag} must be >= {least}, got {value}")
+    if args.image_size < 32 or args.image_size % 32:
+        raise ValueError(f"--image-size must be a positive multiple of 32, got {args.image_size}")
+
+
+# TrainConfig fields -> what the train command calls them
+_TRAIN_FLAGS = {
+    "batch_size": "--batch-size",
+    "seed": "--seed",
+    "image_size": "--image-size",
+    "epochs": "--epochs",
+    "variant": "--variant",
+    "attention_schedule": "attention schedule",
+    "init_seed": "init seed",
+    "dataset_fingerprint": "--training_dataset (its label file)",
+}
+
+
+def _train_refusal(exc: ValueError, args: argparse.Namespace) -> str | None:
+    """The train command's one line for a refused start (None: not a refusal it rewords)."""
+    from ffcore.training.start import ConfigMismatch, OutputsExist, show_setting
+
+    if isinstance(exc, ConfigMismatch):
+        listed = "; ".join(
+            f"{_TRAIN_FLAGS.get(name, name)} {show_setting(held)} (requested {show_setting(asked)})"
+            for name, held, asked in exc.differences
+        )
+        chain = args.all and args.resume_net is None  # a re-run of --all met this checkpoint
+        return (
+            f"{exc.path} was trained with other settings: {listed}; repeat them, or start a new "
+            "run in another --save_folder" + (" (--overwrite replaces it)" if chain else "")
+        )
+    if isinstance(exc, OutputsExist):
+        offer = (
+            f"it is complete: start the next phase with --resume_net {exc.complete}, "
+            if exc.complete is not None
+            else f"resume it with --resume_net {exc.latest}, "
+            if exc.latest is not None
+            else ""
+        )
+        return (
+            f"{exc.folder} already holds an earlier run ({', '.join(exc.found)}); {offer}"
+            "pick a new --save_folder, or add --overwrite to replace it"
+        )
+    return None
 
 
 def _train_config(args: argparse.Namespace, phase: str):
@@ -666,14 +728,35 @@ def _run_train(args: argparse.Namespace) -> int:
     from ffcore.training.engine import NonFiniteLossError
     from ffcore.training.phases import run_phases
 
-    report = _report_phase if dist_from_env().main else None  # only rank 0 reports
+    _check_train_args(args)
+    main_rank = dist_from_env().main
+    report = _report_phase if main_rank else None  # only rank 0 reports
+    note = (lambda message: print(message, flush=True)) if main_rank else None
     phases = PHASE_ORDER if args.all else (args.phase,)
     try:
         with _writing(args.save_folder):
-            run_phases(_train_config(args, phases[0]), phases=phases, report=report)
+            run_phases(
+                _train_config(args, phases[0]), phases=phases, report=report,
+                overwrite=args.overwrite, continue_run=args.all, note=note,
+            )  # fmt: skip
     except NonFiniteLossError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    except KeyboardInterrupt as exc:  # Ctrl-C: the lock is released, latest.pth kept
+        latest = getattr(exc, "latest", None)
+        print(
+            f"interrupted; resume with --resume_net {latest}"
+            if latest is not None
+            else "interrupted before the first checkpoint; nothing to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    except ValueError as exc:
+        line = _train_refusal(exc, args)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return EXIT_USER_ERROR
     return 0
 
 
@@ -758,6 +841,8 @@ def _run_study(args: argparse.Namespace) -> int:
     from ffcore.report.study import load_results, paired_differences, summarize, write_per_seed
     from ffcore.study import SlurmOptions, StudySpec, make_cells, run_study
 
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     if args.data_root is None:
         from ffcore.data.synthetic import ensure_dataset
 
@@ -863,6 +948,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 EXIT_USER_ERROR = 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what `cmd | head` gives for any Unix tool
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: Ctrl-C
 
 
 def _silence_stdout() -> None:

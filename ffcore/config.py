@@ -128,6 +128,10 @@ class TrainConfig:
             raise ValueError(f"image_size must be a positive multiple of 32, got {self.image_size}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.init_seed is not None and self.init_seed < 0:
+            raise ValueError(f"init_seed must be >= 0, got {self.init_seed}")
         if self.probe_images < 0:
             raise ValueError(f"probe_images must be >= 0, got {self.probe_images}")
         if self.attention_schedule not in ATTENTION_SCHEDULES:

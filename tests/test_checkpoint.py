@@ -12,7 +12,13 @@ from ffcore.models.checkpoint import (
     load_model,
 )
 from ffcore.schedule import get_phase
-from ffcore.training.checkpoint import rng_states, save_checkpoint, set_rng_states, start_mode
+from ffcore.training.checkpoint import (
+    Start,
+    rng_states,
+    save_checkpoint,
+    set_rng_states,
+    start_mode,
+)
 
 
 @pytest.fixture(scope="module")
@@ -130,10 +136,10 @@ def _state(phase, epoch, epochs):
 
 
 def test_start_rules():
-    assert start_mode(get_phase("1"), None) == "fresh"
-    assert start_mode(get_phase("2a"), _state("1", 30, 30)) == "start"
-    assert start_mode(get_phase("2a"), _state("2a", 3, 25)) == "resume"
-    assert start_mode(get_phase("3"), _state("2b", 2, 2)) == "start"
+    assert start_mode(get_phase("1"), None) is Start.FRESH
+    assert start_mode(get_phase("2a"), _state("1", 30, 30)) is Start.FROM_PREVIOUS
+    assert start_mode(get_phase("2a"), _state("2a", 3, 25)) is Start.RESUME
+    assert start_mode(get_phase("3"), _state("2b", 2, 2)) is Start.FROM_PREVIOUS
     with pytest.raises(
         CheckpointError, match="phase 2b starts from the final checkpoint of phase 2a"
     ):
@@ -145,7 +151,7 @@ def test_start_rules():
     with pytest.raises(CheckpointError, match="did not finish"):
         start_mode(get_phase("2a"), _state("1", 10, 30))
     # a complete checkpoint of the same phase finishes what a kill left (fit_phase decides)
-    assert start_mode(get_phase("2a"), _state("2a", 25, 25)) == "finish"
+    assert start_mode(get_phase("2a"), _state("2a", 25, 25)) is Start.FINISH
     with pytest.raises(CheckpointError, match="x.pth is from phase 3"):
         start_mode(get_phase("1"), _state("3", 30, 30))
 

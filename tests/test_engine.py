@@ -11,7 +11,7 @@ from ffcore.models import build_model
 from ffcore.models.checkpoint import CheckpointError, load_checkpoint, load_model
 from ffcore.schedule import get_phase
 from ffcore.training.checkpoint import save_checkpoint
-from ffcore.training.engine import NonFiniteLossError, fit_phase, phase_epochs_and_t0
+from ffcore.training.engine import NonFiniteLossError, Start, fit_phase, phase_epochs_and_t0
 from ffcore.training.mixup import mixup_batch
 
 SIZE = 96
@@ -126,7 +126,7 @@ def test_resume_is_exact_in_phase3(label_file, tmp_path):
     resumed = fit_phase(
         _config(label_file, tmp_path / "b", "3", resume_net=str(tmp_path / "b/phase3/latest.pth"))
     )
-    assert resumed.mode == "resume" and resumed.checkpoint.name == "phase3_epoch_4.pth"
+    assert resumed.mode is Start.RESUME and resumed.checkpoint.name == "phase3_epoch_4.pth"
     a = load_checkpoint(straight.checkpoint)
     b = load_checkpoint(resumed.checkpoint)
     for key, value in a["model"].items():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -112,11 +113,26 @@ def save_checkpoint(
 
 
 # -- phase start rules ------------------------------------------------------------------------
-def start_mode(phase: Phase, state: dict[str, Any] | None) -> str:
-    """How ``phase`` uses a starting checkpoint: "fresh" (none; phase 1 only), "start" (the
-    previous phase's final checkpoint: weights only), "resume" (a mid-phase checkpoint of this
-    phase: everything) or "finish" (a complete checkpoint of this phase: write the final
-    checkpoint and last log row that a kill prevented). Anything else is a CheckpointError saying what the phase needs."""
+class Start(StrEnum):
+    """How a phase uses its starting checkpoint (``start_mode``)."""
+
+    FRESH = "fresh"  # none: phase 1 from scratch
+    FROM_PREVIOUS = "start"  # the previous phase's final checkpoint: weights only
+    RESUME = "resume"  # a mid-phase checkpoint of this phase: everything
+    FINISH = "finish"  # a complete checkpoint of this phase: write what a kill left undone
+
+    @property
+    def continues(self) -> bool:
+        """Whether the phase continues its own checkpoint (optimizer, RNG, logs, offsets)."""
+        return self in (Start.RESUME, Start.FINISH)
+
+
+def start_mode(phase: Phase, state: dict[str, Any] | None) -> Start:
+    """How ``phase`` uses a starting checkpoint: FRESH (none; phase 1 only), FROM_PREVIOUS (the
+    previous phase's final checkpoint: weights only), RESUME (a mid-phase checkpoint of this
+    phase: everything) or FINISH (a complete checkpoint of this phase: write the final
+    checkpoint and last log row that a kill prevented). Anything else is a CheckpointError
+    saying what the phase needs."""
     needs = (
         f"phase {phase.id} starts from the final checkpoint of phase {phase.starts_from} "
         f"(e.g. weights/phase{phase.starts_from}/phase{phase.starts_from}_epoch_N.pth)"
@@ -127,16 +143,16 @@ def start_mode(phase: Phase, state: dict[str, Any] | None) -> str:
     if state is None:
         if phase.starts_from is not None:
             raise CheckpointError(f"{needs}; give it as the starting checkpoint (resume_net)")
-        return "fresh"
+        return Start.FRESH
     where = state.get("path", "<checkpoint>")
     found = f"{where} is from phase {state['phase']} after epoch {state['epoch']}/{state['epochs']}"
     complete = state["epoch"] >= state["epochs"]
     if state["phase"] == phase.id:
         # complete: a kill may have come between latest.pth and the final checkpoint; the phase
-        # then only writes what is missing (fit_phase refuses when nothing is)
-        return "finish" if complete else "resume"
+        # then only writes what is missing (resolve_start refuses when nothing is)
+        return Start.FINISH if complete else Start.RESUME
     if state["phase"] == phase.starts_from:
         if not complete:
             raise CheckpointError(f"{found}: that phase did not finish; resume it first. {needs}")
-        return "start"
+        return Start.FROM_PREVIOUS
     raise CheckpointError(f"{found}; {needs}")

@@ -44,7 +44,6 @@ from ffcore.data.widerface import collate
 from ffcore.detection.loss import LOSS_TERMS, MultiBoxLoss
 from ffcore.detection.priors import prior_boxes
 from ffcore.models.checkpoint import (
-    CheckpointError,
     final_checkpoint_name,
     load_checkpoint,
     load_weights,
@@ -52,14 +51,36 @@ from ffcore.models.checkpoint import (
 )
 from ffcore.models.device import resolve_device
 from ffcore.schedule import Phase, get_phase
-from ffcore.training.checkpoint import save_checkpoint, set_rng_states, start_mode
+from ffcore.training.checkpoint import Start, save_checkpoint, set_rng_states
 from ffcore.training.distributed import DistInfo, all_finite, dist_from_env, distributed
-from ffcore.training.history import EPOCHS, HISTORY, History
+from ffcore.training.history import EPOCHS, HISTORY, History, last_epoch, read_epoch_rows
 from ffcore.training.lock import PhaseLock
 from ffcore.training.mixup import mixup_batch
 from ffcore.training.probe import Probe, make_probe, probe_losses, to_device
+from ffcore.training.start import (
+    LATEST,
+    ConfigMismatch,
+    Refusal,
+    StartPlan,
+    config_differences,
+    dataset_fingerprint,
+    phase_epochs_and_t0,
+    resolve_start,
+)
 
-LATEST = "latest.pth"
+__all__ = ["FitResult", "NonFiniteLossError", "Start", "TrainingInterrupted", "fit_phase"]
+__all__ += ["phase_epochs_and_t0", "resolve_start"]
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a phase; ``latest`` is the checkpoint to resume from (None: none yet)."""
+
+    def __init__(self, phase: str, latest: Path | None) -> None:
+        self.phase, self.latest = phase, latest
+        super().__init__(
+            f"phase {phase} interrupted; "
+            + (f"resume from {latest}" if latest is not None else "no checkpoint written yet")
+        )
 
 
 class NonFiniteLossError(RuntimeError):
@@ -75,7 +96,7 @@ class FitResult:
     latest: Path
     history_csv: Path
     tensorboard_dir: Path
-    mode: str  # "fresh", "start" (from the previous phase) or "resume"
+    mode: Start | None  # how the phase started; None: already complete, nothing trained
     started_from: str | None
     epoch_losses: tuple[float, ...]  # mean total training loss of each epoch of the phase so far
     probe_losses: tuple[float, ...]  # probe total loss before the phase (0) and after each epoch
@@ -88,12 +109,6 @@ class FitResult:
 
 
 # -- pieces -----------------------------------------------------------------------------------
-def phase_epochs_and_t0(phase: Phase, epochs: int | None) -> tuple[int, int]:
-    """Epochs to run and the cosine period: the table's, or T_0 = epochs for a shorter run."""
-    n = phase.epochs if epochs is None else int(epochs)
-    return n, (phase.t0 if n == phase.epochs else n)
-
-
 def make_optimizer(model: nn.Module, phase: Phase) -> torch.optim.Adam:
     return torch.optim.Adam(
         model.parameters(),
@@ -122,7 +137,12 @@ def _validate(label_file: Path, info: DistInfo) -> None:
         except ValueError as exc:
             message[0] = str(exc)
         else:
-            if report.warnings:
+            if report.faces == 0:  # every loss term would be 0: nothing is learned
+                message[0] = (
+                    f"{report.label_file}: none of its {report.images} images has a face; "
+                    "there is nothing to train on"
+                )
+            elif report.warnings:
                 shown = "\n  ".join(report.warnings[:10])
                 more = len(report.warnings) - 10
                 warnings.warn(
@@ -146,18 +166,6 @@ def build_dataset(config: TrainConfig, info: DistInfo) -> Dataset:
     label_file = resolve_label_file(config.training_dataset)  # label.txt or its folder
     _validate(label_file, info)
     return WiderFaceDataset(label_file, config.image_size, augment=True, seed=config.seed)
-
-
-def check_variant(variant: str | None, state: dict[str, Any] | None) -> None:
-    """An explicit ``variant`` must be the starting checkpoint's: a phase never changes model."""
-    if variant is None or state is None:
-        return
-    held = model_config_of(state).variant
-    if held != variant:
-        raise ValueError(
-            f"variant {variant!r} was asked for, but {state['path']} holds variant {held!r}; "
-            f"a phase continues the checkpoint's model (ask for {held!r} or leave the variant out)"
-        )
 
 
 def _build_model(config: TrainConfig, state: dict[str, Any] | None) -> nn.Module:
@@ -202,6 +210,10 @@ class PhaseLoop:
     progress: bool
     history: History
     bar: Any = None  # the phase's progress bar (tqdm over all its steps), or None
+    probe: Probe | None = None  # the fixed probe crops whose loss each epoch row records
+    out_dir: Path = Path(".")  # the phase folder
+    final: Path = Path(".")  # the phase's final checkpoint
+    save: dict[str, Any] = dataclasses.field(default_factory=dict)  # save_checkpoint's keywords
 
 
 def train_one_epoch(loop: PhaseLoop, epoch: int, last_good: str | None) -> float:
@@ -266,6 +278,8 @@ def fit_phase(
     config: TrainConfig,
     dataset: Dataset | None = None,
     stop_after_epoch: int | None = None,
+    *,
+    overwrite: bool = False,
 ) -> FitResult:
     """Train one phase (``config.phase``) and return where its outputs are.
 
@@ -273,166 +287,229 @@ def fit_phase(
     ``phase<id>_epoch_<epochs>.pth``, ``history.csv`` (one row per iteration), ``epochs.csv``
     (one row per epoch with the probe losses; row 0 = before the first step) and
     ``tensorboard/``. ``dataset`` replaces the one read from ``config.training_dataset`` (tests,
-    benchmarks; no validation then): it yields (image, target) like ``WiderFaceDataset`` and may
-    have ``set_epoch``. ``stop_after_epoch``
-    ends the run after that epoch as if interrupted (resume it from ``latest.pth``).
+    benchmarks; no validation and no dataset fingerprint then): it yields (image, target) like
+    ``WiderFaceDataset`` and may have ``set_epoch``. ``stop_after_epoch`` ends the run after that
+    epoch as if interrupted (resume it from ``latest.pth``). ``overwrite``: a run from scratch or
+    from the previous phase may replace an earlier run's work in the phase folder (otherwise
+    refused, ``OutputsExist``).
+
+    Three steps: the start state (``resolve_start``: refused before anything is written), the
+    set-up (``_set_up``) and the epoch loop (``_run_epochs``). A KeyboardInterrupt leaves as
+    ``TrainingInterrupted`` naming the checkpoint to resume from.
     """
     phase = get_phase(config.phase)
     info = dist_from_env()
     device = resolve_device(config.device, info.local_rank)
     state = load_checkpoint(config.resume_net) if config.resume_net else None
-    check_variant(config.variant, state)
-    mode = start_mode(phase, state)
-    resuming = mode in ("resume", "finish")
-    planned = config.epochs if config.epochs is not None or not resuming else state["epochs"]
-    epochs, t0 = phase_epochs_and_t0(phase, planned)
-    start_epoch = state["epoch"] if resuming else 0
-    step_offset, epoch_offset = _offsets(state, mode)
-    if start_epoch > epochs or (start_epoch == epochs and mode != "finish"):
-        raise ValueError(f"{config.resume_net}: already {start_epoch} epochs of {epochs} done")
-    end_epoch = epochs if stop_after_epoch is None else min(epochs, stop_after_epoch)
+    fingerprint = dataset_fingerprint(config.training_dataset) if dataset is None else None
+    plan = resolve_start(config, state, fingerprint, overwrite)
+    del state
+    if isinstance(plan, Refusal):
+        raise plan.error
+    end_epoch = plan.epochs if stop_after_epoch is None else min(plan.epochs, stop_after_epoch)
 
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     out_dir = Path(config.save_folder) / phase.folder
-    final = out_dir / final_checkpoint_name(phase, epochs)
+    latest = out_dir / LATEST
     lock = PhaseLock(out_dir) if info.main else contextlib.nullcontext()
-    with lock, distributed(info, device):
-        if mode == "finish":
-            _check_unfinished(config.resume_net, final, out_dir / EPOCHS, epochs)
-        data = dataset if dataset is not None else build_dataset(config, info)
-        probe = make_probe(data, config.probe_images)
-        model = _build_model(config, state)
-        model.apply_phase(phase, config.attention_schedule)
-        model.to(device)
-        optimizer = make_optimizer(model, phase)
-        scheduler = make_scheduler(optimizer, t0)
-        use_amp = config.amp and device.type == "cuda"
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-        if resuming:
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            if state.get("scaler") is not None and use_amp:
-                scaler.load_state_dict(state["scaler"])
-            set_rng_states(state["rng"])
-        del state  # the weights live in the model now
-
-        net: nn.Module = model
-        if info.enabled:
-            net = nn.parallel.DistributedDataParallel(
-                model,
-                device_ids=[device.index] if device.type == "cuda" else None,
-                # switched-off attention blocks get no gradient
-                find_unused_parameters=model.attention_state() not in (None, (True, True)),
-            )
-        sampler = DistributedSampler(
-            data, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=config.seed
-        )
-        loader = DataLoader(
-            data,
-            batch_size=config.batch_size,
-            sampler=sampler,
-            num_workers=config.num_workers,
-            collate_fn=collate,
-            pin_memory=device.type == "cuda",
-        )
-        if len(loader) == 0:
-            raise ValueError("the training dataset is empty")
-        history = History(
-            out_dir, start_epoch, enabled=info.main, step_offset=step_offset,
-            epoch_offset=epoch_offset, phase=phase.id,
-        )  # fmt: skip
-        iters = len(loader)
-        bar = tqdm(
-            total=epochs * iters, initial=start_epoch * iters, desc=f"phase {phase.id}",
-            unit="step", disable=not (config.progress and info.main), dynamic_ncols=True,
-        )  # fmt: skip
-        loop = PhaseLoop(
-            phase=phase,
-            epochs=epochs,
-            model=model,
-            net=net,
-            loader=loader,
-            sampler=sampler,
-            criterion=MultiBoxLoss.from_phase(phase),
-            priors=prior_boxes((config.image_size, config.image_size)).to(device),
-            optimizer=optimizer,
-            scheduler=scheduler,
-            scaler=scaler,
-            device=device,
-            info=info,
-            seed=config.seed,
-            use_amp=use_amp,
-            progress=config.progress,
-            history=history,
-            bar=bar,
-        )
-        save = dict(
-            model=model,
-            phase=phase.id,
-            epochs=epochs,
-            train_config=to_dict(
-                dataclasses.replace(config, variant=model.config.variant, epochs=epochs)
-            ),
-            optimizer=optimizer,
-            scheduler=scheduler,
-            scaler=scaler,
-            step_offset=step_offset,
-            epoch_offset=epoch_offset,
-        )
-        latest = out_dir / LATEST
-        last_good = config.resume_net
-        try:
-            if start_epoch == 0:
-                history.add_epoch(_epoch_row(phase, 0, math.nan, loop, probe, math.nan, 0.0))
-            for epoch in range(start_epoch, end_epoch):
-                tick = time.perf_counter()
-                lr = train_one_epoch(loop, epoch, last_good)
-                if info.main:
-                    done_steps = step_offset + (epoch + 1) * iters
-                    save_checkpoint(latest, epoch=epoch + 1, global_step=done_steps, **save)
-                    if epoch + 1 == epochs:
-                        save_checkpoint(final, epoch=epoch + 1, global_step=done_steps, **save)
-                if info.enabled:
-                    dist.barrier()
-                last_good = str(latest)
-                history.add_epoch(
-                    _epoch_row(
-                        phase, epoch + 1, history.train_mean(epoch + 1), loop, probe, lr,
-                        time.perf_counter() - tick,
-                    )
-                )  # fmt: skip
-            if mode == "finish" and info.main:
-                _finish_phase(Path(config.resume_net), final, history, loop, probe)
-        finally:
-            bar.close()
-            history.close()
+    try:
+        with lock, distributed(info, device):
+            loop = _set_up(config, plan, dataset, info, device, out_dir, fingerprint)
+            if overwrite and not plan.kind.continues and info.main:
+                _remove_checkpoints(out_dir)  # once the data and the model are known good
+            plan = dataclasses.replace(plan, state=None)  # the weights live in the model now
+            try:
+                _run_epochs(loop, plan, end_epoch, config.resume_net)
+            finally:
+                loop.bar.close()
+                loop.history.close()
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, TrainingInterrupted):
+            raise
+        raise TrainingInterrupted(phase.id, latest if latest.is_file() else None) from None
     return FitResult(
         phase=phase.id,
-        epochs=epochs,
+        epochs=plan.epochs,
         epochs_done=end_epoch,
-        checkpoint=final if end_epoch == epochs else None,
+        checkpoint=loop.final if end_epoch == plan.epochs else None,
         latest=latest,
         history_csv=out_dir / HISTORY,
         tensorboard_dir=out_dir / "tensorboard",
-        mode=mode,
+        mode=plan.kind,
         started_from=config.resume_net,
-        epoch_losses=history.column("train_total", first_epoch=1),
-        probe_losses=history.column("probe_total"),
+        epoch_losses=loop.history.column("train_total", first_epoch=1),
+        probe_losses=loop.history.column("probe_total"),
         epochs_csv=out_dir / EPOCHS,
     )
 
 
-def _check_unfinished(resume_net: str, final: Path, epochs_csv: Path, epochs: int) -> None:
-    """A complete checkpoint of this phase may only finish a phase that a kill left unfinished
-    (final checkpoint or last ``epochs.csv`` row missing); otherwise the phase is done."""
-    from ffcore.training.history import has_epoch_row
+def completed_phase(config: TrainConfig) -> FitResult | None:
+    """The phase ``config`` asks for when its folder already holds it complete (its final
+    checkpoint and the last ``epochs.csv`` row) with the same result-determining settings;
+    None when it is not complete. Other settings: ``ConfigMismatch`` naming them."""
+    phase = get_phase(config.phase)
+    epochs, _ = phase_epochs_and_t0(phase, config.epochs)
+    out_dir = Path(config.save_folder) / phase.folder
+    final = out_dir / final_checkpoint_name(phase, epochs)
+    if not (final.is_file() and last_epoch(out_dir / EPOCHS) >= epochs):
+        return None
+    held = load_checkpoint(final).get("train_config") or {}
+    differences = config_differences(config, held, dataset_fingerprint(config.training_dataset))
+    if differences:
+        raise ConfigMismatch(final, differences)
+    rows = read_epoch_rows(out_dir / EPOCHS)
+    return FitResult(
+        phase=phase.id,
+        epochs=epochs,
+        epochs_done=epochs,
+        checkpoint=final,
+        latest=out_dir / LATEST,
+        history_csv=out_dir / HISTORY,
+        tensorboard_dir=out_dir / "tensorboard",
+        mode=None,
+        started_from=held.get("resume_net"),
+        epoch_losses=tuple(float(r["train_total"]) for r in rows if int(r["epoch"]) >= 1),
+        probe_losses=tuple(float(r["probe_total"]) for r in rows),
+        epochs_csv=out_dir / EPOCHS,
+    )
 
-    if final.is_file() and has_epoch_row(epochs_csv, epochs):
-        raise CheckpointError(
-            f"{resume_net}: phase is already complete ({final} and the last row of "
-            f"{epochs_csv} exist); start the next phase from {final}"
+
+def _remove_checkpoints(out_dir: Path) -> None:
+    """``overwrite``: the earlier run's checkpoints go before the new run writes anything, so a
+    folder never mixes the two runs' checkpoints (its logs are rewritten by ``History``)."""
+    for path in (out_dir / LATEST, *out_dir.glob("phase*_epoch_*.pth")):
+        path.unlink(missing_ok=True)
+
+
+def _set_up(
+    config: TrainConfig,
+    plan: StartPlan,
+    dataset: Dataset | None,
+    info: DistInfo,
+    device: torch.device,
+    out_dir: Path,
+    fingerprint: dict[str, Any] | None,
+) -> PhaseLoop:
+    """Data, model, optimiser, scheduler (their states when the phase continues), loader and
+    logs of the phase whose start is ``plan``."""
+    phase = get_phase(config.phase)
+    state = plan.state
+    data = dataset if dataset is not None else build_dataset(config, info)
+    probe = make_probe(data, config.probe_images)
+    model = _build_model(config, state)
+    model.apply_phase(phase, config.attention_schedule)
+    model.to(device)
+    optimizer = make_optimizer(model, phase)
+    scheduler = make_scheduler(optimizer, plan.t0)
+    use_amp = config.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    if plan.kind.continues:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler") is not None and use_amp:
+            scaler.load_state_dict(state["scaler"])
+        set_rng_states(state["rng"])
+
+    net: nn.Module = model
+    if info.enabled:
+        net = nn.parallel.DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            # switched-off attention blocks get no gradient
+            find_unused_parameters=model.attention_state() not in (None, (True, True)),
         )
+    sampler = DistributedSampler(
+        data, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=config.seed
+    )
+    loader = DataLoader(
+        data,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        num_workers=config.num_workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+    )
+    if len(loader) == 0:
+        raise ValueError("the training dataset is empty")
+    history = History(
+        out_dir, plan.start_epoch, enabled=info.main, step_offset=plan.step_offset,
+        epoch_offset=plan.epoch_offset, phase=phase.id,
+    )  # fmt: skip
+    iters = len(loader)
+    bar = tqdm(
+        total=plan.epochs * iters, initial=plan.start_epoch * iters, desc=f"phase {phase.id}",
+        unit="step", disable=not (config.progress and info.main), dynamic_ncols=True,
+    )  # fmt: skip
+    train_config = to_dict(
+        dataclasses.replace(config, variant=model.config.variant, epochs=plan.epochs)
+    )
+    if fingerprint is not None:
+        train_config["dataset_fingerprint"] = fingerprint
+    return PhaseLoop(
+        phase=phase,
+        epochs=plan.epochs,
+        model=model,
+        net=net,
+        loader=loader,
+        sampler=sampler,
+        criterion=MultiBoxLoss.from_phase(phase),
+        priors=prior_boxes((config.image_size, config.image_size)).to(device),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        device=device,
+        info=info,
+        seed=config.seed,
+        use_amp=use_amp,
+        progress=config.progress,
+        history=history,
+        bar=bar,
+        probe=probe,
+        out_dir=out_dir,
+        final=out_dir / final_checkpoint_name(phase, plan.epochs),
+        save=dict(
+            model=model,
+            phase=phase.id,
+            epochs=plan.epochs,
+            train_config=train_config,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            scaler=scaler,
+            step_offset=plan.step_offset,
+            epoch_offset=plan.epoch_offset,
+        ),
+    )
+
+
+def _run_epochs(loop: PhaseLoop, plan: StartPlan, end_epoch: int, resume_net: str | None) -> None:
+    """Epochs ``plan.start_epoch`` .. ``end_epoch`` (0-based, exclusive): train, save
+    ``latest.pth`` (and at the phase's last epoch the final checkpoint), log the epoch row."""
+    phase, info, history, probe = loop.phase, loop.info, loop.history, loop.probe
+    iters = len(loop.loader)
+    latest = loop.out_dir / LATEST
+    last_good = resume_net
+    if plan.start_epoch == 0:
+        history.add_epoch(_epoch_row(phase, 0, math.nan, loop, probe, math.nan, 0.0))
+    for epoch in range(plan.start_epoch, end_epoch):
+        tick = time.perf_counter()
+        lr = train_one_epoch(loop, epoch, last_good)
+        if info.main:
+            done_steps = plan.step_offset + (epoch + 1) * iters
+            save_checkpoint(latest, epoch=epoch + 1, global_step=done_steps, **loop.save)
+            if epoch + 1 == loop.epochs:
+                save_checkpoint(loop.final, epoch=epoch + 1, global_step=done_steps, **loop.save)
+        if info.enabled:
+            dist.barrier()
+        last_good = str(latest)
+        history.add_epoch(
+            _epoch_row(
+                phase, epoch + 1, history.train_mean(epoch + 1), loop, probe, lr,
+                time.perf_counter() - tick,
+            )
+        )  # fmt: skip
+    if plan.kind is Start.FINISH and info.main:
+        _finish_phase(Path(resume_net), loop.final, history, loop, probe)
 
 
 def _finish_phase(
@@ -454,17 +531,6 @@ def _finish_phase(
                 loop.phase, loop.epochs, history.train_mean(loop.epochs), loop, probe, lr, math.nan
             )
         )
-
-
-def _offsets(state: dict[str, Any] | None, mode: str) -> tuple[int, int]:
-    """(steps, epochs) of the phases before this one on the continuous TensorBoard axis: a
-    resumed phase keeps its own offsets; a phase started from the previous one's checkpoint
-    continues after it (older checkpoints without the fields count as 0)."""
-    if state is None:
-        return 0, 0
-    if mode in ("resume", "finish"):
-        return int(state.get("step_offset", 0)), int(state.get("epoch_offset", 0))
-    return int(state.get("global_step", 0)), int(state.get("epoch_offset", 0)) + int(state["epoch"])
 
 
 def _epoch_row(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -61,22 +62,57 @@ def has_epoch_row(epochs_csv: Path, epoch: int) -> bool:
     return any(int(r["epoch"]) == epoch for r in _read_rows(epochs_csv, epoch))
 
 
+def last_epoch(epochs_csv: Path) -> int:
+    """The last epoch ``epochs.csv`` records as completed (0: none, or no file)."""
+    if not epochs_csv.is_file():
+        return 0
+    with open(epochs_csv, newline="") as f:
+        return max((int(r["epoch"]) for r in csv.DictReader(f) if r.get("epoch")), default=0)
+
+
+def read_epoch_rows(epochs_csv: Path) -> list[dict[str, Any]]:
+    """The rows of ``epochs.csv`` (strings, as read)."""
+    if not epochs_csv.is_file():
+        return []
+    with open(epochs_csv, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _count_rows(path: Path) -> int:
+    with open(path, newline="") as f:
+        return sum(1 for _ in csv.DictReader(f))
+
+
 class _Table:
-    """A CSV that is rewritten on open (keeping the rows of completed epochs) and appended to."""
+    """A CSV that keeps the rows of completed epochs and is appended to. A resumed run appends
+    after them; only the rows of an interrupted epoch (which the run trains again) are dropped,
+    by an atomic rewrite, so a kill never leaves the file cut short."""
 
     def __init__(self, path: Path, columns: tuple[str, ...], keep_epochs: int) -> None:
         self.path, self.columns = path, columns
         self.rows = _read_rows(path, keep_epochs)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, columns)
-            w.writeheader()
-            w.writerows(self.rows)
+        if self.rows and _header(path) == list(columns) and _count_rows(path) == len(self.rows):
+            return  # nothing to drop: append
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, columns)
+                w.writeheader()
+                w.writerows(self.rows)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
         with open(self.path, "a", newline="") as f:
             csv.DictWriter(f, self.columns).writerow(row)
+
+
+def _header(path: Path) -> list[str] | None:
+    with open(path, newline="") as f:
+        return next(csv.reader(f), None)
 
 
 class History:

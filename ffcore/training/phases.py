@@ -11,33 +11,70 @@ from pathlib import Path
 from typing import Any
 
 from ffcore.config import TrainConfig
+from ffcore.models.checkpoint import load_checkpoint
 from ffcore.paths import repo_path
 from ffcore.profiles import get_profile
 from ffcore.schedule import PHASE_ORDER, get_phase
 from ffcore.training import handover
-from ffcore.training.engine import FitResult, fit_phase
+from ffcore.training.engine import FitResult, completed_phase, fit_phase
+from ffcore.training.start import LATEST
 
 
 def run_phases(
     config: TrainConfig,
     phases: tuple[str, ...] = PHASE_ORDER,
     report: Callable[[FitResult], None] | None = None,
+    *,
+    overwrite: bool = False,
+    continue_run: bool = True,
+    note: Callable[[str], None] | None = None,
 ) -> list[FitResult]:
     """Train ``phases`` in order, each starting from the previous one's final checkpoint.
-    ``config`` is the first phase's (its ``resume_net``/``backbone_init`` apply to it only)."""
+    ``config`` is the first phase's (its ``resume_net``/``backbone_init`` apply to it only; a
+    ``resume_net`` of a later phase in ``phases`` starts the chain at that phase).
+
+    With ``continue_run`` a re-run continues where the last one stopped: a phase whose folder holds its final
+    checkpoint and the last ``epochs.csv`` row (with the same settings) is skipped, and the
+    first unfinished phase resumes from its ``latest.pth``; ``note`` hears each such decision.
+    ``overwrite`` instead trains every phase again, replacing what its folder holds; with neither,
+    a phase whose folder holds an earlier run is refused (``fit_phase``)."""
+    say = note or (lambda message: None)
     results: list[FitResult] = []
-    for i, phase in enumerate(phases):
-        if i > 0:
-            config = dataclasses.replace(
-                config, phase=phase, resume_net=str(results[-1].checkpoint), backbone_init=None
-            )
+    first = _first_phase(config, phases)
+    for i in range(first, len(phases)):
+        phase = phases[i]
+        if i == first:
+            step = dataclasses.replace(config, phase=phase)
         else:
-            config = dataclasses.replace(config, phase=phase)
-        result = fit_phase(config)
+            start = str(results[-1].checkpoint)
+            step = dataclasses.replace(config, phase=phase, resume_net=start, backbone_init=None)
+        explicit = i == first and config.resume_net is not None
+        if continue_run and not overwrite and not explicit:
+            done = completed_phase(step)
+            if done is not None:
+                say(f"phase {phase}: already complete ({done.checkpoint}); not trained again")
+                results.append(done)
+                continue
+            latest = Path(step.save_folder) / get_phase(phase).folder / LATEST
+            if latest.is_file():
+                held = load_checkpoint(latest)
+                if held["phase"] == phase:
+                    say(f"phase {phase}: continuing {latest} (after epoch {held['epoch']}/"
+                        f"{held['epochs']})")  # fmt: skip
+                    step = dataclasses.replace(step, resume_net=str(latest), backbone_init=None)
+        result = fit_phase(step, overwrite=overwrite)
         if report is not None:
             report(result)
         results.append(result)
     return results
+
+
+def _first_phase(config: TrainConfig, phases: tuple[str, ...]) -> int:
+    """Where the chain starts: at the phase of a ``resume_net`` of that phase, else the first."""
+    if config.resume_net is None:
+        return 0
+    held = load_checkpoint(config.resume_net)["phase"]
+    return phases.index(held) if held in phases else 0
 
 
 def run_phase(
@@ -48,6 +85,7 @@ def run_phase(
     data_root: str | os.PathLike[str] | None = None,
     resume_net: str | os.PathLike[str] | None = None,
     backbone_init: str | os.PathLike[str] | None = "auto",
+    overwrite: bool = True,
     **overrides: Any,
 ) -> FitResult:
     """Train one phase as its notebook does and write ``<run_dir>/<notebook>/result.json``.
@@ -57,7 +95,9 @@ def run_phase(
     ``resume_net`` or else from the checkpoint the previous phase's notebook recorded under
     ``run_dir``. ``data_root`` None uses the profile's synthetic dataset. ``backbone_init``
     (phase 1 only): "auto" (the RetinaFace reference backbone when installed), "random",
-    "retinaface" or a file.
+    "retinaface" or a file. ``overwrite``: a notebook trains its phase on purpose (``reproduce``
+    decides when one runs again), so by default it replaces the outputs of an earlier run of the
+    phase under ``run_dir``; False refuses instead (``fit_phase``).
     """
     from ffcore.data.synthetic import ensure_dataset
 
@@ -83,7 +123,7 @@ def run_phase(
     }
     settings.update({k: v for k, v in overrides.items() if v is not None})
     config = TrainConfig(phase=phase.id, resume_net=start, backbone_init=init, **settings)
-    result = fit_phase(config)
+    result = fit_phase(config, overwrite=overwrite)
     handover.write_result(
         run,
         result,
