@@ -28,9 +28,14 @@ def ratio_verdict(ratio: float, low: float, high: float) -> str:
 
 
 def compare_latency(
-    candidates: dict[str, Callable[[], object]], reps: int = 30, warmup: int = 2
+    candidates: dict[str, Callable[[], object]],
+    reps: int = 30,
+    warmup: int = 2,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> pd.DataFrame:
     """Time each zero-argument callable in ``reps`` alternating rounds (A B C, B C A, ...).
+    ``clock``: wall time by default; ``time.process_time`` measures this process' CPU seconds
+    (a cost, less disturbed by other processes than a latency).
 
     Returns one row per candidate: ``median_ms``, ``p25_ms``, ``p75_ms``; ``ratio`` (median of
     the per-round ratios to the first candidate), ``ratio_p25``, ``ratio_p75`` (their
@@ -48,9 +53,9 @@ def compare_latency(
     for r in range(reps):
         for k in range(len(names)):
             j = (k + r) % len(names)  # rotate the order: no candidate always runs first
-            t0 = time.perf_counter()
+            t0 = clock()
             candidates[names[j]]()
-            times[r, j] = (time.perf_counter() - t0) * 1e3
+            times[r, j] = (clock() - t0) * 1e3
     ratios = times / times[:, :1]
     frame = pd.DataFrame(
         {
