@@ -22,3 +22,9 @@ def test_per_round_ratio_cancels_a_slow_round(monkeypatch) -> None:
     assert table.loc["b", "ratio_p75"] == pytest.approx(2.0)
     assert table.loc["a", "ratio"] == 1.0
     assert table.loc["b", "median_ms"] == pytest.approx(2000.0)
+    # the same rounds on a clock passed in (CPU seconds: time.process_time)
+    ticks = iter(itertools.accumulate(itertools.chain.from_iterable((0, d) for d in durations)))
+    cpu = timing.compare_latency(
+        {"a": lambda: None, "b": lambda: None}, reps=4, warmup=0, clock=lambda: next(ticks)
+    )
+    assert cpu.loc["b", "ratio"] == pytest.approx(2.0)
