@@ -12,7 +12,7 @@ from ffcore.report import timing
 def test_per_round_ratio_cancels_a_slow_round(monkeypatch) -> None:
     # durations in s in execution order; the order rotates (a b, b a, a b, b a): b takes twice
     # a, and round 3 is 10x slower for both
-    durations = iter([1, 2, 2, 1, 10, 20, 2, 1])
+    durations = [1, 2, 2, 1, 10, 20, 2, 1]
     clock = itertools.accumulate(itertools.chain.from_iterable((0, d) for d in durations))
     ticks = iter(clock)
     monkeypatch.setattr(timing.time, "perf_counter", lambda: next(ticks))
