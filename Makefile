@@ -23,11 +23,13 @@ $(STAMP): pyproject.toml
 reproduce: $(STAMP)
 	$(PY) -m ffcore reproduce --profile $(PROFILE) --out $(OUT) --device $(DEVICE) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(FORCE),--force)
 
-# The ablation grid (5 configurations x 3 seeds, study profile), then notebook 08 reports it.
-# Cells are resumable: re-running continues a killed study. JOBS cells run at once.
+# The ablation grid (5 configurations x 8 seeds, study profile), then notebook 08 reports it.
+# Cells are resumable: re-running continues a killed study. JOBS cells run at once, one torch
+# thread each (bit-exact on re-run).
 JOBS ?= 2
+SEEDS ?= 8
 study: $(STAMP)
-	$(PY) -m ffcore study --profile study --seeds 3 --out runs/study --jobs $(JOBS) --device $(DEVICE)
+	$(PY) -m ffcore study --profile study --seeds $(SEEDS) --out runs/study --jobs $(JOBS) --threads 1 --device $(DEVICE)
 	$(PY) -m papermill -k python3 --cwd notebooks notebooks/08_ablation_study.ipynb runs/study/08_ablation_study.ipynb -p run_dir runs/study -p device $(DEVICE)
 
 lint: $(STAMP)

@@ -361,3 +361,34 @@ def test_plan_command_prints_the_plan_and_needs_a_pilot(tmp_path, capsys) -> Non
     assert main(["study", "--plan", "--out", str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no results" in err[0]
+
+
+def test_pairing_correlation_by_hand() -> None:
+    from ffcore.report.study import pairing_correlation
+
+    frame = _frame()
+    r = pairing_correlation(frame).set_index(["comparison", "subset"])["r"]
+    # eca_cbam_phased (71, 74, 75) against cbam_phased (70, 72, 74), in hundredths: deviations
+    # x = (-2.33, 0.67, 1.67), y = (-2, 0, 2): r = (4.67 + 0 + 3.33) / sqrt(8.67 * 8)
+    assert r[("ECA-CBAM - CBAM (phased)", "hard")] == pytest.approx(
+        8 / math.sqrt(8.6667 * 8), abs=1e-4
+    )
+    assert r[("CBAM phased - none", "easy")] == pytest.approx(1.0)
+
+
+def test_conclusion_lines_follow_the_comparisons() -> None:
+    from ffcore.report.study import conclusion_lines, paired_differences
+
+    diffs = paired_differences(_frame())
+    lines = conclusion_lines(diffs, target_points=1.0)
+    assert len(lines) == 4 and lines[0].startswith("easy: median paired 95 % half-width")
+    # the three tests per subset have half-widths 1.43 (ECA - CBAM), 0 (both - none: sd 0) ...
+    half = ((diffs.ci_high - diffs.ci_low) / 2 * 100).groupby(diffs.subset).median()["easy"]
+    assert f"{half:.2f} AP points" in lines[0]
+    assert ("meets" in lines[0]) == (half <= 1.0)
+    significant = diffs[diffs.p_holm < 0.05]
+    assert lines[-1].startswith(f"{len(significant)} of {len(diffs)} tests significant")
+    assert all(s in lines[-1] for s in significant["sentence"])
+    assert conclusion_lines(diffs.iloc[0:0]) == [
+        "no comparison has both of its configurations in the results"
+    ]
