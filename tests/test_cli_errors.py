@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from errorline import one_error_line
 
 from ffcore.cli import EXIT_BROKEN_PIPE, main
 from ffcore.data.synthetic import generate_dataset
@@ -40,13 +41,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _error(capsys: pytest.CaptureFixture[str], *names: str) -> str:
     """The one error line; asserts it names every ``names``."""
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    for name in names:
-        assert name in lines[0], (name, lines[0])
-    return lines[0]
+    return one_error_line(capsys.readouterr().err, *names)
 
 
 def _truncate(path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from errorline import one_error_line
 
 from ffcore.cli import main
 from ffcore.data.widerface import (
@@ -247,13 +248,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _one_error(capsys: pytest.CaptureFixture[str], *names: str) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    for name in names:
-        assert name in lines[0], (name, lines[0])
-    return lines[0]
+    return one_error_line(capsys.readouterr().err, *names)
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from errorline import one_error_line
 
 from ffcore.cli import EXIT_INTERRUPTED, main
 from ffcore.config import TrainConfig
@@ -170,15 +171,6 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
-def _one_error(err: str, *names: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    for name in names:
-        assert name in lines[0], (name, lines[0])
-    return lines[0]
-
-
 @pytest.mark.slow
 def test_train_all_rerun_after_a_kill_in_phase2a_continues(data: Path, tmp_path: Path) -> None:
     """Defect 1: the re-run of the same ``train --all`` keeps phase 1 and resumes phase 2a."""
@@ -218,7 +210,7 @@ def test_fresh_run_into_a_folder_with_an_unfinished_run_is_refused(data: Path, t
             "--epochs", "2", *SMALL]  # fmt: skip
     run = _cli(*args)
     assert run.returncode == 2
-    _one_error(run.stderr, str(folder), f"--resume_net {folder / 'latest.pth'}", "--save_folder",
+    one_error_line(run.stderr, str(folder), f"--resume_net {folder / 'latest.pth'}", "--save_folder",
                "--overwrite")  # fmt: skip
     assert _snapshot(folder) == before
     resumed = _cli(*args, "--resume_net", str(folder / "latest.pth"))
@@ -243,13 +235,13 @@ def test_resume_with_changed_settings_is_refused(data: Path, tmp_path: Path, cap
             "--num-workers", "0"]  # fmt: skip
     code = main([*base, "--batch-size", "2", "--seed", "3", "--image-size", "128"])
     assert code == 2
-    _one_error(capsys.readouterr().err, str(first.latest), "--batch-size 4 (requested 2)",
+    one_error_line(capsys.readouterr().err, str(first.latest), "--batch-size 4 (requested 2)",
                "--seed 0 (requested 3)", "--image-size 96 (requested 128)")  # fmt: skip
     changed = tmp_path / "label.txt"
     changed.write_text(label.read_text().replace("# ", "#  ", 1))
     assert main([*base, "--batch-size", "4", "--image-size", "96", "--training_dataset",
                  str(changed)]) == 2  # fmt: skip
-    _one_error(capsys.readouterr().err, "--training_dataset (its label file)")
+    one_error_line(capsys.readouterr().err, "--training_dataset (its label file)")
     assert _snapshot(save / "phase1") == before
 
 
@@ -275,9 +267,9 @@ def test_ctrl_c_exits_130_with_the_checkpoint_to_resume(data, tmp_path, capsys, 
 
 def test_train_and_study_flag_errors_name_the_flag(tmp_path: Path, capsys) -> None:
     assert main(["train", "--phase", "1", "--seed", "-3", "--save_folder", str(tmp_path)]) == 2
-    _one_error(capsys.readouterr().err, "--seed must be >= 0, got -3")
+    one_error_line(capsys.readouterr().err, "--seed must be >= 0, got -3")
     assert main(["study", "--threads", "0", "--out", str(tmp_path / "s")]) == 2
-    _one_error(capsys.readouterr().err, "--threads must be >= 1, got 0")
+    one_error_line(capsys.readouterr().err, "--threads must be >= 1, got 0")
     assert not (tmp_path / "s").exists()
 
 
@@ -291,5 +283,5 @@ def test_a_dataset_without_any_face_is_refused(data: Path, tmp_path: Path, capsy
                  str(tmp_path / "w"), "--device", "cpu", "--no-progress", "--epochs", "1",
                  *SMALL])  # fmt: skip
     assert code == 2
-    _one_error(capsys.readouterr().err, str(label), "has a face")
+    one_error_line(capsys.readouterr().err, str(label), "has a face")
     assert not (tmp_path / "w" / "phase1" / "latest.pth").exists()
