@@ -117,12 +117,11 @@ def _prepare(image_bgr: np.ndarray, image_size: int | None) -> _Prepared:
     if image_size is not None:
         if image_size <= 0:
             raise ValueError(f"image_size must be positive, got {image_size}")
-        scale = image_size / max(h, w)
-        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        nh, nw = _resized_hw(h, w, image_size)
+        interp = cv2.INTER_AREA if image_size < max(h, w) else cv2.INTER_LINEAR
         image_bgr = cv2.resize(image_bgr, (nw, nh), interpolation=interp)
     nh, nw = image_bgr.shape[:2]
-    ph, pw = math.ceil(nh / STRIDE) * STRIDE, math.ceil(nw / STRIDE) * STRIDE
+    ph, pw = input_hw(nh, nw, None)
     tensor = torch.zeros(1, 3, ph, pw)
     tensor[0, :, :nh, :nw] = image_to_tensor(image_bgr)
     return _Prepared(tensor, (nw / w, nh / h))
@@ -270,9 +269,14 @@ MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # one image's network input (an 8192 x 8192
 def input_hw(h: int, w: int, image_size: int | None) -> tuple[int, int]:
     """The padded network input (H, W) of an h x w image (``_prepare``'s rule, without work)."""
     if image_size is not None:
-        scale = image_size / max(h, w)
-        h, w = max(1, round(h * scale)), max(1, round(w * scale))
+        h, w = _resized_hw(h, w, image_size)
     return math.ceil(h / STRIDE) * STRIDE, math.ceil(w / STRIDE) * STRIDE
+
+
+def _resized_hw(h: int, w: int, image_size: int) -> tuple[int, int]:
+    """An h x w image resized so that its longer side is ``image_size`` (aspect kept)."""
+    scale = image_size / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
 
 
 def detect_files(
