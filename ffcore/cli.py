@@ -465,9 +465,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 # -- export-onnx / size-report ---------------------------------------------------------------
-def _add_export_onnx(p: argparse.ArgumentParser) -> None:
-    from ffcore.export import PRECISIONS
+# ffcore.export imports torch; --help must not (tests/test_cli_fast.py checks this equals
+# ffcore.export.PRECISIONS).
+EXPORT_PRECISIONS = ("fp32", "fp16", "int8")
 
+
+def _add_export_onnx(p: argparse.ArgumentParser) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="ffcore checkpoint (.pth)")
     source.add_argument(
@@ -483,7 +486,7 @@ def _add_export_onnx(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--precision",
-        choices=PRECISIONS,
+        choices=EXPORT_PRECISIONS,
         default="fp32",
         help="fp16: fp16 weights and activations, float32 input/outputs; int8: static QDQ "
         "quantization, per-channel weights, DeformConv kept float (default: %(default)s)",
@@ -928,6 +931,16 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
 }
 
 
+class _DefaultsOnceFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show each option's default once: not when its help already says it, nor None/False."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ffcore", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -936,11 +949,11 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=help_text,
             description=help_text,
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,  # every option shows its default
+            formatter_class=_DefaultsOnceFormatter,  # every option shows its default, once
         )
         register(p)
         for action in p._actions:  # an option without help text still shows its default
-            if action.option_strings and action.help is None:
+            if action.option_strings and action.help is None and action.default is not None:
                 action.help = "(default: %(default)s)"
         p.set_defaults(handler=handler)
     return parser
