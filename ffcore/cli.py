@@ -85,6 +85,32 @@ def _run_summary(args: argparse.Namespace) -> int:
 
 
 # -- reproduce ------------------------------------------------------------------------------
+def _add_cpu_kernels(p: argparse.ArgumentParser, threads: bool) -> None:
+    from ffcore.cpu_kernels import LEVELS
+
+    p.add_argument(
+        "--cpu-kernels",
+        choices=LEVELS,
+        default="portable",
+        help="portable: AVX2 kernels in the child processes (ATen, oneDNN, MKL), the same "
+        "numbers on every x86-64 machine; native: the CPU's widest (faster on AVX-512, other "
+        "numbers) (default: %(default)s)",
+    )
+    if threads:
+        p.add_argument(
+            "--cpu-threads",
+            type=int,
+            default=None,
+            help="intra-op threads of the notebook kernels (default: torch's choice)",
+        )
+
+
+def _cpu_kernels(args: argparse.Namespace):
+    from ffcore.cpu_kernels import CpuKernels
+
+    return CpuKernels(args.cpu_kernels, getattr(args, "cpu_threads", None))
+
+
 def _add_reproduce(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", choices=tuple(PROFILES), default="smoke", help="run profile")
     p.add_argument(
@@ -98,6 +124,7 @@ def _add_reproduce(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="re-run every notebook, even those up to date (same parameters, notebook, code)",
     )
+    _add_cpu_kernels(p, threads=True)
 
 
 def _run_reproduce(args: argparse.Namespace) -> int:
@@ -105,8 +132,9 @@ def _run_reproduce(args: argparse.Namespace) -> int:
 
     try:
         result = reproduce(
-            args.profile, args.out, args.data_root, args.device, args.force, args.figures_dir
-        )
+            args.profile, args.out, args.data_root, args.device, args.force, args.figures_dir,
+            cpu_kernels=_cpu_kernels(args),
+        )  # fmt: skip
     except NotebookFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -796,6 +824,7 @@ def _add_study(p: argparse.ArgumentParser) -> None:
         help="cells at once (local launcher; default 1, with --plan os.cpu_count())",
     )
     p.add_argument("--threads", type=int, default=None, help="torch threads per cell")
+    _add_cpu_kernels(p, threads=False)  # threads: --threads
     plan = p.add_argument_group("plan (--plan: size the grid from a pilot, train nothing)")
     plan.add_argument(
         "--plan",
@@ -863,7 +892,8 @@ def _run_study(args: argparse.Namespace) -> int:
         array_parallelism=args.array_parallelism,
     )
     cells = make_cells(tuple(args.configurations), args.seeds)
-    run_study(cells, spec, launcher=args.launcher, jobs=args.jobs or 1, slurm=slurm)
+    kernels = _cpu_kernels(args)
+    run_study(cells, spec, args.launcher, args.jobs or 1, slurm, cpu_kernels=kernels)
     results = load_results(out)
     summarize(results).to_csv(out / "summary.csv", index=False)
     diffs = paired_differences(results)

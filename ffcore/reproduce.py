@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ffcore.cpu_kernels import PORTABLE, CpuKernels, environment_applied, pinned_environment
 from ffcore.paths import FIGURES_DIR, NOTEBOOKS_DIR, REPO_ROOT, repo_path
 from ffcore.pipeline import REPRODUCE_NOTEBOOKS
 from ffcore.profiles import get_profile
@@ -159,11 +160,14 @@ def reproduce(
     extra_parameters: dict[str, Any] | None = None,
     notebooks_dir: str | Path = NOTEBOOKS_DIR,
     progress: bool = True,
+    cpu_kernels: CpuKernels = PORTABLE,
 ) -> ReproduceResult:
     """Execute ``notebooks`` in order (see the module docstring for when one is skipped).
     ``extra_parameters`` (e.g. tiny epochs for tests) are offered to every notebook; each gets
     only the parameters its ``parameters`` cell declares. ``progress``: papermill's progress bar
-    (one step per cell) and the notebook's own stderr (training bars) on stderr."""
+    (one step per cell) and the notebook's own stderr (training bars) on stderr.
+    ``cpu_kernels``: the kernel level of the notebook kernels (``ffcore.cpu_kernels``; they
+    inherit this process's environment when papermill starts them)."""
     import papermill as pm
 
     prof = get_profile(profile)
@@ -209,11 +213,12 @@ def reproduce(
         _save_state(run, state)
         t0 = time.perf_counter()
         try:
-            pm.execute_notebook(
-                str(source), str(executed), parameters=params, kernel_name="python3",
-                cwd=str(nb_dir), progress_bar=progress,
-                stderr_file=sys.stderr if progress else None,
-            )  # fmt: skip
+            with environment_applied(pinned_environment(os.environ, cpu_kernels)):
+                pm.execute_notebook(
+                    str(source), str(executed), parameters=params, kernel_name="python3",
+                    cwd=str(nb_dir), progress_bar=progress,
+                    stderr_file=sys.stderr if progress else None,
+                )  # fmt: skip
         except pm.PapermillExecutionError as exc:
             first_line = (exc.source or "").strip().splitlines()[:1]
             raise NotebookFailed(

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ffcore.config import TrainConfig
+from ffcore.cpu_kernels import PORTABLE, CpuKernels, environment_applied, pinned_environment
 from ffcore.profiles import get_profile
 from ffcore.schedule import PHASE_ORDER, get_phase
 
@@ -327,6 +328,7 @@ def run_study(
     jobs: int = 1,
     slurm: SlurmOptions | None = None,
     report: Any = print,
+    cpu_kernels: CpuKernels = PORTABLE,
 ) -> list[dict[str, Any]]:
     """Run every cell that is not complete yet and return all cells' results (grid order).
 
@@ -334,15 +336,21 @@ def run_study(
     ``cpu_count // jobs`` torch threads unless ``spec.threads`` says otherwise); ``jobs=1``
     runs them in this process. ``launcher="slurm"``: one job array through submitit, one task
     per cell (``slurm`` sets partition, time, GPUs); ``launcher="submitit-local"`` runs the same
-    submission path with submitit's local executor (tests, a workstation)."""
+    submission path with submitit's local executor (tests, a workstation). ``cpu_kernels``:
+    the kernel level of the cell processes (``ffcore.cpu_kernels``; portable AVX2 by default),
+    set in their environment before they import torch, so a pinned local run always runs its
+    cells in worker processes, also with ``jobs=1``."""
     Path(spec.out_dir).mkdir(parents=True, exist_ok=True)
     todo = [c for c in cells if read_cell_result(spec.out_dir, c) is None]
     report(f"study: {len(cells)} cells, {len(cells) - len(todo)} complete, {len(todo)} to run")
+    env = pinned_environment(os.environ, cpu_kernels)
     if todo:
         if launcher == "local":
-            _run_local(todo, spec, jobs, report)
+            with environment_applied(env):
+                _run_local(todo, spec, jobs, report, in_process=cpu_kernels.level == "native")
         elif launcher in ("slurm", "submitit-local"):
-            _run_submitit(todo, spec, launcher, slurm or SlurmOptions(), report)
+            with environment_applied(env):  # submitit's jobs inherit the submitting environment
+                _run_submitit(todo, spec, launcher, slurm or SlurmOptions(), report)
         else:
             raise ValueError(f"launcher must be local, slurm or submitit-local, got {launcher!r}")
     results = [read_cell_result(spec.out_dir, c) for c in cells]
@@ -352,10 +360,12 @@ def run_study(
     return results  # type: ignore[return-value]
 
 
-def _run_local(todo: list[Cell], spec: StudySpec, jobs: int, report: Any) -> None:
+def _run_local(
+    todo: list[Cell], spec: StudySpec, jobs: int, report: Any, in_process: bool = True
+) -> None:
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
-    if jobs == 1:
+    if jobs == 1 and in_process:
         for i, cell in enumerate(todo, 1):
             r = run_cell(cell, spec)
             report(f"[{i}/{len(todo)}] {cell.name}: AP {_ap_text(r)}")
