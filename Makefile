@@ -9,7 +9,7 @@ DEVICE ?= cpu
 DATA_ROOT ?=
 FORCE  ?=
 
-.PHONY: setup reproduce study test test-fast lint lab clean
+.PHONY: setup reproduce study thesis test test-fast lint lab clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,11 @@ SEEDS ?= 8
 study: $(STAMP)
 	$(PY) -m ffcore study --profile study --seeds $(SEEDS) --out runs/study --jobs $(JOBS) --threads 1 --device $(DEVICE)
 	$(PY) -m papermill -k python3 --cwd notebooks notebooks/08_ablation_study.ipynb runs/study/08_ablation_study.ipynb -p run_dir runs/study -p device $(DEVICE)
+
+# The companion PDF of figures/ (title page, every figure and table, numbers, provenance):
+# figures/companion.pdf, a build product (not committed). Needs pdflatex (texlive-latex-extra).
+thesis: $(STAMP)
+	$(PY) -m ffcore thesis --figures-dir figures --profile $(PROFILE)
 
 lint: $(STAMP)
 	$(PY) -m ruff check ffcore tests benchmarks notebooks train

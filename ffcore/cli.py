@@ -905,6 +905,30 @@ def _run_study(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- thesis ----------------------------------------------------------------------------------
+def _add_thesis(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--figures-dir", default="figures", help="the folder of figures and tables")
+    p.add_argument(
+        "--profile", choices=tuple(PROFILES), default="smoke", help="run named on the title page"
+    )
+    p.add_argument(
+        "--out", default=None, help="PDF to write (default: <figures-dir>/companion.pdf)"
+    )
+
+
+def _run_thesis(args: argparse.Namespace) -> int:
+    from ffcore.report.companion import build_companion
+
+    try:
+        with _writing(args.out or Path(args.figures_dir) / "companion.pdf"):
+            result = build_companion(args.figures_dir, args.profile, args.out)
+    except RuntimeError as exc:  # pdflatex failed: its first errors, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {result.pdf} ({result.pages} pages, {len(result.figures)} figures)")
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {
     "summary": ("parameters per module and MACs of a model variant", _add_summary, _run_summary),
     "train": (
@@ -952,6 +976,11 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
         "DeformConv kept) for onnxruntime",
         _add_export_onnx,
         _run_export_onnx,
+    ),
+    "thesis": (
+        "compile the companion PDF: title page, every figure and table, numbers, provenance",
+        _add_thesis,
+        _run_thesis,
     ),
     "size-report": (
         "parameters, state-dict and ONNX bytes (fp32/fp16), MACs per variant -> figures/",

@@ -1,0 +1,103 @@
+"""`python -m ffcore thesis`: the companion PDF of a copy of figures/ compiles with pdflatex, with
+every figure file included, the numbers table and the provenance table (LaTeX specials escaped)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ffcore.cli import main
+from ffcore.paths import FIGURES_DIR
+from ffcore.report.companion import build_companion, companion_tex, provenance_table
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+needs_pdflatex = pytest.mark.skipif(
+    shutil.which("pdflatex") is None and not IN_CI,
+    reason="pdflatex not installed (apt-get install texlive-latex-recommended ...); in CI a "
+    "missing pdflatex fails instead, since .ci/run installs it",
+)
+
+PROVENANCE = {
+    "files": {
+        "ap_phase3.tex": {
+            "sha256": "ab" * 32,
+            "notebook": "06_evaluation",
+            "parameters": {"profile": "smoke"},
+            "profile": "smoke",
+            "data_fingerprint": "cd" * 32,
+            "checkpoints": {"runs/smoke/weights/phase3/phase3_epoch_3.pth": "ef" * 32},
+            "ffcore_hash": "12" * 32,
+            "git_commit": "0123456789abcdef" * 2 + "01234567",
+            "git_dirty": True,
+            "versions": {"torch": "2.14.1"},
+            "cpu_kernels": {"ATEN_CPU_CAPABILITY": "avx2"},
+            "threads": 2,
+            "time": "2026-12-04T13:35:00+00:00",
+        },
+        "odd_name_&_100%.csv": {"notebook": "07_ablation_figures", "checkpoints": {}},
+    }
+}
+
+
+def _figures_copy(tmp_path: Path, with_inputs: bool) -> Path:
+    figs = tmp_path / "figures"
+    shutil.copytree(FIGURES_DIR, figs, ignore=shutil.ignore_patterns("companion.*"))
+    for name in ("numbers_table.tex", "provenance.json"):
+        (figs / name).unlink(missing_ok=True)
+    if with_inputs:
+        (figs / "provenance.json").write_text(json.dumps(PROVENANCE))
+        (figs / "numbers_table.tex").write_text(
+            "\\begin{tabular}{lr}\\toprule name & value \\\\\\midrule "
+            "APHardSmoke & 0.6543 \\\\\\bottomrule\\end{tabular}\n"
+        )
+    return figs
+
+
+def test_provenance_table_escapes_and_shortens() -> None:
+    tex = provenance_table(PROVENANCE)
+    assert r"odd\_name\_\&\_100\%.csv" in tex  # specials escaped
+    assert "phase3\\_epoch\\_3.pth efefefef" in tex  # checkpoint name and short hash
+    assert "01234567+" in tex  # commit, dirty
+    assert r"\begin{longtable}" in tex and "resizebox" not in tex and "scalebox" not in tex
+    assert "provenance not recorded" in provenance_table(None)
+
+
+def test_missing_inputs_say_so(tmp_path: Path) -> None:
+    figs = _figures_copy(tmp_path, with_inputs=False)
+    tex = companion_tex(figs, "smoke", "abc", False, "today")
+    assert "numbers\\_table.tex} was found" in tex and "provenance not recorded" in tex
+    tex = companion_tex(_figures_copy(tmp_path / "b", True), "smoke", "abc", False, "today")
+    assert r"\input{figures/numbers_table}" in tex and "APHard" not in tex  # input, not inlined
+
+
+@needs_pdflatex
+def test_companion_compiles_with_every_figure(tmp_path: Path) -> None:
+    figs = _figures_copy(tmp_path, with_inputs=True)
+    result = build_companion(figs, "smoke", tmp_path / "out" / "companion.pdf")
+    stems = sorted(p.stem for p in figs.glob("*.pdf"))
+    assert stems and sorted(result.figures) == stems  # every figure file read by pdflatex
+    # title + contents + one page per float at most + numbers + provenance
+    assert 3 < result.pages <= 3 + len(stems) + len(list(figs.glob("*.tex")))
+    data = result.pdf.read_bytes()
+    assert data.startswith(b"%PDF") and len(data) > 10_000
+    if shutil.which("pdftotext"):  # poppler: the numbers and provenance made it into the PDF
+        proc = subprocess.run(["pdftotext", str(result.pdf), "-"], capture_output=True, text=True)
+        text = proc.stdout
+        assert text.count("\f") == result.pages  # one form feed per page
+        assert "APHardSmoke" in text and "01234567+" in text
+        assert re.search(r"06.evaluation", text)  # pdftotext shows _ as a space
+    assert not list(figs.glob("companion*"))  # built elsewhere; the folder is untouched
+
+
+@needs_pdflatex
+def test_thesis_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    figs = _figures_copy(tmp_path, with_inputs=False)
+    assert main(["thesis", "--figures-dir", str(figs)]) == 0
+    out = capsys.readouterr().out
+    assert (figs / "companion.pdf").is_file() and "pages" in out
