@@ -306,7 +306,7 @@ def save_table(
 PREAMBLE = "preamble"
 INDEX = "all_figures"
 # exactly what the tables (booktabs) and figures (graphicx) need
-PREAMBLE_PACKAGES: tuple[str, ...] = ("booktabs", "graphicx")
+PREAMBLE_PACKAGES: tuple[str, ...] = ("booktabs", "graphicx", "longtable")  # longtable: numbers
 LATEX_DIR = "figures"  # the folder as named from the repository root in \input / \includegraphics
 
 
@@ -385,7 +385,6 @@ def latex_preamble() -> str:
     return (
         "% The packages the tables and figures of this folder need (ffcore.report.figures).\n"
         + "".join(f"\\usepackage{{{p}}}\n" for p in PREAMBLE_PACKAGES)
-        + "\\usepackage{longtable}\n"  # numbers_table.tex
         + f"\\InputIfFileExists{{{LATEX_DIR}/numbers}}{{}}{{}}\n"  # the \\ff... macros
     )
 
