@@ -43,6 +43,7 @@ from ffcore.export import (
     sample_photos,
 )
 from ffcore.report.figures import save_table
+from ffcore.report.numbers import Numbers, name_part
 from ffcore.report.timing import compare_latency
 
 GOAL_INT8_MB = 0.7
@@ -189,6 +190,30 @@ def redo_verdicts(csv: str | Path, out_dir: str | Path) -> pd.DataFrame:
     return frame
 
 
+SOURCE = "benchmarks/deploy_precision.py"
+MODEL_WORDS = {"ECA-CBAM": "EcaCbam", "RetinaFace-MNet0.25": "Reference"}
+
+
+def register_numbers(frame: pd.DataFrame, out_dir: str | Path, profile: str = "smoke") -> Numbers:
+    """The table's numbers for the thesis (``ffcore.report.numbers``): per model and precision
+    the ONNX file size, the largest AP change against fp32 and the latency ratio with its IQR."""
+    numbers = Numbers(SOURCE, profile)
+    for (model, precision), row in frame.iterrows():
+        base = f"Deploy{MODEL_WORDS.get(model, name_part(model))}{name_part(precision)}"
+        numbers.add(
+            f"{base}Mb", float(row["file_MB"]), "{:.2f}", "MB", f"{model} {precision} ONNX file"
+        )
+        if precision != "fp32":
+            numbers.add(f"{base}ApChange", float(row["AP_max_change_pt"]), "{:.2f}", "AP points",
+                        f"{model} {precision}: largest AP change against fp32")  # fmt: skip
+            numbers.add(f"{base}LatencyRatio", float(row["latency_ratio"]), "{:.2f}", "x",
+                        f"{model} {precision}: CPU latency / fp32")  # fmt: skip
+            numbers.add(f"{base}LatencyIqr", str(row["latency_iqr"]).replace("-", "\u2013"),
+                        unit="x", description="its interquartile range")  # fmt: skip
+    numbers.write(out_dir)
+    return numbers
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True, help="ECA-CBAM phase-3 checkpoint")
@@ -197,7 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calib-images", type=int, default=16, help="val images for int8 calibration")
     p.add_argument("--rounds", type=int, default=30, help="latency rounds")
     p.add_argument("--no-reference", action="store_true", help="skip the RetinaFace reference")
+    p.add_argument("--profile", default="smoke", help="the run the checkpoint comes from")
     args = p.parse_args(argv)
+    from ffcore.report.provenance import RunInfo
+
+    run_info = RunInfo.create(
+        SOURCE, {k: v for k, v in vars(args).items()}, args.profile, data_root=args.data_root,
+        checkpoints=[args.checkpoint],
+    )  # fmt: skip
 
     calib = [
         calibration_input(img) for img in calibration_images(args.data_root, args.calib_images)
@@ -221,8 +253,11 @@ def main(argv: list[str] | None = None) -> int:
         f"source: checkpoint {args.checkpoint}, data {args.data_root}, {len(calib)} calibration "
         f"images, {args.rounds} latency rounds at {LATENCY_SIZE}x{LATENCY_SIZE}, 1 thread"
     )
-    for path in save_table(frame, "deploy_precision", args.out_dir, decimals=3):
+    source = f"checkpoint {Path(args.checkpoint).name}, {args.profile} run"  # its own source run
+    for path in save_table(frame, "deploy_precision", args.out_dir, decimals=3, source=source,
+                           provenance=run_info):  # fmt: skip
         print(f"wrote {path}")
+    register_numbers(frame, args.out_dir, args.profile)
     return 0
 
 

@@ -599,6 +599,61 @@ def _run_size_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_figures(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dir", default="figures", help="the exported-files folder")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument(
+        "--check",
+        action="store_true",
+        help="list every file whose recorded inputs (code, dataset, checkpoint) or bytes no "
+        "longer match provenance.json, or that has no entry; exit 1 if any",
+    )
+    what.add_argument(
+        "--record",
+        nargs="+",
+        metavar="FILE",
+        help="enter existing files of --dir (written without provenance) with --source and --commit",
+    )
+    what.add_argument(
+        "--readme",
+        nargs="?",
+        const="README.md",
+        metavar="FILE",
+        help="rewrite the <!-- ff:Name --> markers of FILE from numbers.json",
+    )
+    p.add_argument("--source", help="with --record: the notebook or command that wrote them")
+    p.add_argument("--commit", help="with --record: the git commit they were made at")
+    p.add_argument("--profile", default="smoke", help="with --record: their run's profile")
+    p.add_argument("--note", default="", help="with --record: how they were made")
+
+
+def _run_figures(args: argparse.Namespace) -> int:
+    from ffcore.paths import repo_path
+    from ffcore.report import provenance
+
+    if args.check:
+        stale = provenance.check(args.dir)
+        print("\n".join(provenance.check_lines(stale, args.dir)))
+        return 1 if stale else 0
+    if args.record:
+        if not args.source or not args.commit:
+            raise ValueError("recording files needs the source that wrote them and its commit")
+        provenance.record_existing(
+            [repo_path(args.dir) / Path(f).name for f in args.record],
+            source=args.source, commit=args.commit, profile=args.profile,
+            note=args.note or f"made by {args.source}",
+        )  # fmt: skip
+        print(f"recorded {len(args.record)} file(s) in {repo_path(args.dir) / 'provenance.json'}")
+        return 0
+    from ffcore.report import numbers
+
+    readme = repo_path(args.readme)
+    entries = numbers.load_numbers(repo_path(args.dir) / numbers.NUMBERS_JSON)
+    readme.write_text(numbers.rewrite_markers(readme.read_text(), entries))
+    print(f"rewrote {len(numbers.markers(readme.read_text()))} number(s) in {readme}")
+    return 0
+
+
 # -- train ----------------------------------------------------------------------------------
 DEFAULT_DATASET = "./data/widerface/train/label.txt"
 
@@ -986,6 +1041,11 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
         "parameters, state-dict and ONNX bytes (fp32/fp16), MACs per variant -> figures/",
         _add_size_report,
         _run_size_report,
+    ),
+    "figures": (
+        "provenance of figures/: --check staleness, --record existing files, --readme numbers",
+        _add_figures,
+        _run_figures,
     ),
 }
 

@@ -4,8 +4,12 @@ Each notebook gets the parameters it declares among (profile, run_dir, data_root
 figures_dir); the executed copies and every metrics file land under ``run_dir``. A notebook runs
 again when its parameters, its own content (the source of its cells, not outputs) or the code of
 ``ffcore`` changed since its executed copy was made (hashes in ``reproduce_state.json``), when
-its executed copy is missing, when a notebook before it ran, or when ``force``; each decision is
-printed with its reason. The first failure stops the run and names the notebook and the cell.
+its executed copy is missing, when a notebook before it ran, when a file it exported to
+``figures_dir`` is missing or edited (its entry in ``provenance.json`` names the notebook), or
+when ``force``; each decision is printed with its reason. Before it starts, it prints what
+``python -m ffcore figures --check`` prints for ``figures_dir``. Tables that quote another
+notebook's numbers (07's AP by phase and claims from 06) are rebuilt together: a notebook that
+runs re-runs every notebook after it. The first failure stops the run and names the notebook and the cell.
 
 Paths: a path inside the repository is passed to the notebooks relative to the repository root
 (how the notebooks resolve them), and the state file stores paths relative to the run folder, so
@@ -14,7 +18,6 @@ a run folder can be moved or shared.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ffcore.cpu_kernels import PORTABLE, CpuKernels, environment_applied, pinned_environment
+from ffcore.fingerprint import code_hash, notebook_hash
 from ffcore.paths import FIGURES_DIR, NOTEBOOKS_DIR, REPO_ROOT, repo_path
 from ffcore.pipeline import REPRODUCE_NOTEBOOKS
 from ffcore.profiles import get_profile
@@ -100,25 +104,6 @@ def _recorded(params: dict[str, Any], run: Path) -> dict[str, Any]:
     return out
 
 
-def notebook_hash(path: str | Path) -> str:
-    """sha256 of a notebook's cells (type and source): outputs, execution counts and metadata
-    do not count, so stripping or executing a notebook leaves its hash unchanged."""
-    import nbformat
-
-    nb = nbformat.read(str(path), as_version=4)
-    content = [[c.cell_type, c.source] for c in nb.cells]
-    return hashlib.sha256(json.dumps(content).encode()).hexdigest()
-
-
-def code_hash() -> str:
-    """sha256 of every ``.py`` file of the ``ffcore`` package (path and content)."""
-    package = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
 def _changed(old: dict[str, Any], new: dict[str, Any]) -> str:
     keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys)
@@ -126,10 +111,12 @@ def _changed(old: dict[str, Any], new: dict[str, Any]) -> str:
 
 def rerun_reason(
     done: dict[str, Any], record: dict[str, Any], executed_exists: bool, force: bool,
-    upstream: str | None,
+    upstream: str | None, outputs: dict[str, list[str]] | None = None,
 ) -> str | None:  # fmt: skip
     """Why a notebook must run (None: it is up to date). ``record`` is what a run now would
-    write to the state file; ``upstream`` the notebook before it that ran in this call."""
+    write to the state file; ``upstream`` the notebook before it that ran in this call;
+    ``outputs`` its exported files that are missing or edited ({file: reasons}, from
+    ``ffcore.report.provenance.outputs_of``)."""
     if force:
         return "forced"
     if not done:
@@ -146,6 +133,9 @@ def rerun_reason(
         return "the notebook's cells changed"
     if done.get("code_hash") != record["code_hash"]:
         return "the ffcore code changed"
+    if outputs:
+        shown = ", ".join(f"{name} {'/'.join(why)}" for name, why in sorted(outputs.items()))
+        return f"exported file(s) missing or edited: {shown}"
     return None
 
 
@@ -185,6 +175,11 @@ def reproduce(
 
         data_root = ensure_dataset(profile=profile)
     offered = notebook_parameters(profile, run, data_root, device, figs) | (extra_parameters or {})
+    from ffcore.report import provenance
+
+    if figs.is_dir():  # what is stale before this run (the notebooks below rebuild theirs)
+        for line in provenance.check_lines(provenance.check(figs), figs):
+            print(f"[reproduce] {line}", flush=True)
     code = code_hash()
     state = _load_state(run)
     result = ReproduceResult(run)
@@ -199,7 +194,10 @@ def reproduce(
             "notebook_hash": notebook_hash(source),
             "code_hash": code,
         }
-        reason = rerun_reason(state.get(name, {}), record, executed.is_file(), force, upstream)
+        outputs = provenance.outputs_of(name, figs)
+        reason = rerun_reason(
+            state.get(name, {}), record, executed.is_file(), force, upstream, outputs
+        )
         if reason is None:
             result.skipped.append(name)
             print(

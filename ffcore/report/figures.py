@@ -21,8 +21,12 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
+
+if TYPE_CHECKING:
+    from ffcore.report.provenance import RunInfo
 
 
 def _inside_ipython() -> bool:
@@ -141,16 +145,29 @@ def _check_name(name: str) -> None:
         raise ValueError(f"figure/table name must be a plain stem like 'pr_curves', got {name!r}")
 
 
-def save_figure(fig, name: str, out_dir: str | Path | None = None) -> list[Path]:
+def save_figure(
+    fig, name: str, out_dir: str | Path | None = None, provenance: RunInfo | None = None
+) -> list[Path]:
     """Save ``fig`` as ``<out_dir>/<name>.pdf`` and ``.png`` (default out_dir: ``figures/``; a
     relative out_dir is taken from the repository root) and rewrite ``all_figures.tex``. The
-    figure stays open: in a notebook the inline backend shows it below the cell."""
+    figure stays open: in a notebook the inline backend shows it below the cell. ``provenance``
+    (the run's ``RunInfo``): both files carry it in their metadata and get an entry in
+    ``provenance.json`` (``ffcore.report.provenance``)."""
     _check_name(name)
     out = repo_path(out_dir) if out_dir is not None else FIGURES_DIR
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.pdf", out / f"{name}.png"]
+    entry = provenance.entry() if provenance is not None else None
     for path in paths:
-        fig.savefig(path, metadata={"CreationDate": None} if path.suffix == ".pdf" else None)
+        if provenance is not None:
+            metadata = provenance.metadata(path.suffix, entry)
+        else:
+            metadata = {"CreationDate": None} if path.suffix == ".pdf" else None
+        fig.savefig(path, metadata=metadata)
+    if provenance is not None:
+        from ffcore.report.provenance import record
+
+        record(paths, provenance, entry)
     write_latex_index(out)
     return paths
 
@@ -264,9 +281,12 @@ def save_table(
     index: bool = True,
     decimals: int | Mapping[str, int] = 3,
     source: str | None = None,
+    provenance: RunInfo | None = None,
 ) -> list[Path]:
     """Save ``df`` as ``<name>.csv`` and ``<name>.tex`` (``latex_table``) and rewrite
-    ``all_figures.tex``. ``source`` (the run the numbers come from) goes into the caption."""
+    ``all_figures.tex``. ``source`` (the run the numbers come from) goes into the caption.
+    ``provenance`` (the run's ``RunInfo``): both files get an entry in ``provenance.json`` (no
+    header in the files themselves: their readers stay plain ``pd.read_csv``)."""
     _check_name(name)
     out = repo_path(out_dir) if out_dir is not None else FIGURES_DIR
     out.mkdir(parents=True, exist_ok=True)
@@ -274,6 +294,10 @@ def save_table(
     df.to_csv(csv, index=index)
     comment = f"% source: {source}\n" if source else ""
     tex.write_text(comment + latex_table(df, decimals=decimals, index=index))
+    if provenance is not None:
+        from ffcore.report.provenance import record
+
+        record([csv, tex], provenance)
     write_latex_index(out)
     return [csv, tex]
 
@@ -282,7 +306,7 @@ def save_table(
 PREAMBLE = "preamble"
 INDEX = "all_figures"
 # exactly what the tables (booktabs) and figures (graphicx) need
-PREAMBLE_PACKAGES: tuple[str, ...] = ("booktabs", "graphicx")
+PREAMBLE_PACKAGES: tuple[str, ...] = ("booktabs", "graphicx", "longtable")  # longtable: numbers
 LATEX_DIR = "figures"  # the folder as named from the repository root in \input / \includegraphics
 
 
@@ -308,7 +332,7 @@ def latex_index(out_dir: str | Path | None = None) -> str:
     ``out_dir``: each in a float with a caption from ``figures/README.md`` and its source."""
     out = repo_path(out_dir) if out_dir is not None else FIGURES_DIR
     described = _descriptions()
-    skip = {PREAMBLE, INDEX}
+    skip = {PREAMBLE, INDEX, "numbers", "numbers_table"}  # the numbers: inputs, not tables
     tables = sorted(p for p in out.glob("*.tex") if p.stem not in skip)
     plots = sorted(out.glob("*.pdf"))
     parts = [
@@ -352,6 +376,7 @@ def latex_index(out_dir: str | Path | None = None) -> str:
             r"\end{figure}",
             "",
         ]
+    parts.append(rf"\InputIfFileExists{{{LATEX_DIR}/numbers_table}}{{}}{{}}")
     parts.append(r"\clearpage")
     return "\n".join(parts) + "\n"
 
@@ -360,6 +385,7 @@ def latex_preamble() -> str:
     return (
         "% The packages the tables and figures of this folder need (ffcore.report.figures).\n"
         + "".join(f"\\usepackage{{{p}}}\n" for p in PREAMBLE_PACKAGES)
+        + f"\\InputIfFileExists{{{LATEX_DIR}/numbers}}{{}}{{}}\n"  # the \\ff... macros
     )
 
 

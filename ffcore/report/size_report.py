@@ -134,9 +134,11 @@ def write_size_table(
     image_size: int = 640,
     include_onnx: bool = True,
     variants: tuple[str, ...] = VARIANTS,
+    provenance=None,
 ) -> tuple[pd.DataFrame, list[Path]]:
-    """``size_table()`` saved as ``figures/model_size.csv`` and ``.tex`` (ffcore.report.figures)."""
+    """``size_table()`` saved as ``figures/model_size.csv`` and ``.tex`` (ffcore.report.figures);
+    ``provenance``: the run's ``ffcore.report.provenance.RunInfo``, recorded for both files."""
     from ffcore.report.figures import save_table
 
     table = size_table(variants, image_size=image_size, include_onnx=include_onnx)
-    return table, save_table(table, TABLE_NAME, out_dir)
+    return table, save_table(table, TABLE_NAME, out_dir, provenance=provenance)

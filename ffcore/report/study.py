@@ -22,7 +22,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,7 +32,11 @@ from statsmodels.stats.power import TTestPower
 
 from ffcore.paths import FIGURES_DIR, repo_path
 from ffcore.report import figures
+from ffcore.report.numbers import Numbers, name_part
 from ffcore.study import CONFIGURATIONS, RESULT_FILE
+
+if TYPE_CHECKING:
+    from ffcore.report.provenance import RunInfo
 
 SUBSETS: tuple[str, ...] = ("easy", "medium", "hard")
 CONFIDENCE = 0.95
@@ -729,27 +733,40 @@ class StudyExport:
 
 
 def export_study(
-    results: pd.DataFrame, out_dir: str | os.PathLike[str] | None, source: str
+    results: pd.DataFrame,
+    out_dir: str | os.PathLike[str] | None,
+    source: str,
+    provenance: RunInfo | None = None,
 ) -> StudyExport:
     """Write to ``out_dir`` (default figures/) the per-seed frame (``ablation_per_seed.csv``)
     and everything computed from it: ``ablation_study.{csv,tex,pdf,png}`` (the CSV holds AP as
     fractions), ``ablation_comparisons.{csv,tex}``, ``ablation_forest.{pdf,png}``,
-    ``ablation_variance.{csv,tex}`` and ``ablation_costs.{csv,tex}``."""
+    ``ablation_variance.{csv,tex}`` and ``ablation_costs.{csv,tex}``. ``provenance``: every file
+    gets its entry (``ffcore.report.provenance``), the per-seed CSV only when it is not one of
+    the run's inputs (rewritten from itself it keeps the entry of the study that made it)."""
+    from ffcore.report.provenance import record
+
     results = sort_per_seed(results)
     per_seed = write_per_seed(results, out_dir)
+    if provenance is not None and str(per_seed.resolve()) not in {
+        str(repo_path(p).resolve()) for p in provenance.inputs
+    }:
+        record([per_seed], provenance)
     summary, diffs = summarize(results), paired_differences(results)
     costs = cost_table(results)
-    src = {"source": source}
+    src = {"source": source, "provenance": provenance}
     fig = plot_study(results, summary, source)
-    figures.save_figure(fig, "ablation_study", out_dir)
+    figures.save_figure(fig, "ablation_study", out_dir, provenance=provenance)
     csv, _ = figures.save_table(summary_table(summary), "ablation_study", out_dir, index=False,
                                 decimals=1, **src)  # fmt: skip
     summary.to_csv(csv, index=False)  # fractions, machine-readable (save_table wrote percent)
+    if provenance is not None:
+        record([csv], provenance)
     forest = None
     variance = pd.DataFrame()
     if not diffs.empty:
         forest = plot_forest(diffs, source)
-        figures.save_figure(forest, "ablation_forest", out_dir)
+        figures.save_figure(forest, "ablation_forest", out_dir, provenance=provenance)
         figures.save_table(comparison_table(diffs), "ablation_comparisons", out_dir,
                            index=False, decimals={**COMPARISON_DECIMALS, "n": 0}
                            | {"difference (AP points)": 1, "95% CI low": 1, "95% CI high": 1,
@@ -761,3 +778,32 @@ def export_study(
                                  "train s (mean)": 0, "train s (sd)": 0,
                                  "train CPU s (mean)": 0, "eval s (mean)": 1}, **src)  # fmt: skip
     return StudyExport(summary, diffs, variance, costs, fig, forest, per_seed)
+
+
+def register_numbers(numbers: Numbers, results: pd.DataFrame, diffs: pd.DataFrame) -> None:
+    """The study's numbers for the thesis (``ffcore.report.numbers``), in AP points: the seed
+    count, per subset the resolution (median paired 95 % half-width, median mde80), and per
+    comparison and subset (``<A>Minus<B><Subset>``) the difference, its interval, the Holm p
+    and the verdict."""
+    numbers.add("StudySeeds", int(results["seed"].nunique()), "{:d}", "seeds",
+                "seeds per configuration of the ablation grid")  # fmt: skip
+    numbers.add("StudyConfigurations", int(results["configuration"].nunique()), "{:d}", "",
+                "configurations of the ablation grid")  # fmt: skip
+    if diffs.empty:
+        return
+    half = ((diffs["ci_high"] - diffs["ci_low"]) / 2 * 100).groupby(diffs["subset"]).median()
+    mde = (diffs["mde80"] * 100).groupby(diffs["subset"]).median()
+    for subset in [s for s in SUBSETS if s in half.index]:
+        word = name_part(subset)
+        numbers.add(f"StudyHalfWidth{word}", float(half[subset]), "{:.2f}", "AP points",
+                    f"median paired 95 % half-width over the family, {subset}")  # fmt: skip
+        numbers.add(f"StudyMdeEighty{word}", float(mde[subset]), "{:.1f}", "AP points",
+                    f"median difference detectable with 80 % power, {subset}")  # fmt: skip
+    for r in diffs.itertuples():
+        base = f"{name_part(r.a)}Minus{name_part(r.b)}{name_part(r.subset)}"
+        what = f"{r.comparison} on {r.subset}"
+        numbers.add(f"{base}Diff", 100 * r.mean_diff, "{:+.1f}", "AP points", f"{what}: mean")
+        numbers.add(f"{base}CiLow", 100 * r.ci_low, "{:+.1f}", "AP points", f"{what}: 95 % low")
+        numbers.add(f"{base}CiHigh", 100 * r.ci_high, "{:+.1f}", "AP points", f"{what}: 95 % high")
+        numbers.add(f"{base}HolmP", r.p_holm, "{:.2g}", "", f"{what}: Holm-adjusted p")
+        numbers.add(f"{base}Verdict", r.verdict, unit="", description=f"{what}: verdict")
