@@ -67,6 +67,46 @@ def _fold_sequential(seq: nn.Sequential) -> int:
     return count
 
 
+class Pointwise(nn.Module):
+    """A 1x1 conv (stride 1, one group) as one matrix product over the NHWC view of the input.
+
+    On one CPU thread PyTorch does not hand 1x1 convs to oneDNN (its heuristic wants a batch of
+    16, several threads or a larger kernel) but to ``_slow_conv2d_forward``; over a channels-last
+    map the conv is exactly ``linear(x_nhwc, W, b)``, whose result is channels-last again."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(conv.weight.detach().flatten(1).clone(), requires_grad=False)
+        bias = conv.bias.detach().clone() if conv.bias is not None else None
+        self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = nn.functional.linear(x.permute(0, 2, 3, 1), self.weight, self.bias)
+        return y.permute(0, 3, 1, 2)
+
+
+def is_pointwise(module: nn.Module) -> bool:
+    return (
+        type(module) is nn.Conv2d
+        and module.kernel_size == (1, 1)
+        and module.stride == (1, 1)
+        and module.padding == (0, 0)
+        and module.dilation == (1, 1)
+        and module.groups == 1
+    )
+
+
+def replace_pointwise(model: nn.Module) -> int:
+    """Replace every 1x1 conv of ``model`` by a ``Pointwise`` in place; returns how many."""
+    count = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if is_pointwise(child):
+                setattr(parent, name, Pointwise(child))
+                count += 1
+    return count
+
+
 def fold_all_batchnorms(model: nn.Module) -> int:
     """Fold every conv -> BatchNorm pair of ``model`` in place; returns how many were folded.
     Use on a copy in eval mode (``fuse_for_inference`` does both)."""
@@ -89,12 +129,15 @@ def fold_all_batchnorms(model: nn.Module) -> int:
     return count
 
 
-def fuse_for_inference(model: nn.Module, channels_last: bool = True) -> nn.Module:
+def fuse_for_inference(
+    model: nn.Module, channels_last: bool = True, *, pointwise: bool = True
+) -> nn.Module:
     """A folded, eval-mode copy of ``model`` for inference (see the module docstring).
 
     ``channels_last``: store the copy NHWC and have it convert its input (the fastest layout
-    for oneDNN on CPU; harmless on CUDA). The copy is for inference only: it has no BatchNorm
-    left to train."""
+    for oneDNN on CPU; harmless on CUDA). ``pointwise``: with ``channels_last``, run the 1x1 convs
+    as ``Pointwise`` matrix products. The copy is for inference only: it has no BatchNorm left
+    to train."""
     fused = copy.deepcopy(model).eval()
     fold_all_batchnorms(fused)
     left = [m for m in fused.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -102,6 +145,8 @@ def fuse_for_inference(model: nn.Module, channels_last: bool = True) -> nn.Modul
         raise ValueError(f"fuse_for_inference: {len(left)} BatchNorm layers without a conv before")
     for p in fused.parameters():
         p.requires_grad_(False)
+    if channels_last and pointwise:
+        replace_pointwise(fused)
     if channels_last:
         fused.to(memory_format=torch.channels_last)
         if hasattr(fused, "channels_last"):
