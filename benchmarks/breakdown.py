@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     ax.invert_yaxis()
     ax.set_xlabel("ms per image (median)")
     ax.set_ylabel("")
-    ax.legend(fontsize=6, ncols=3, loc="lower right")
+    ax.legend(fontsize=6, ncols=5, loc="upper center", bbox_to_anchor=(0.5, -0.18))
     add_source(fig, source)
     save_figure(fig, "latency_breakdown", args.out_dir)
     totals = table[table["group"] == "total"].set_index("model")["median_ms"]
