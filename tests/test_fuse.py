@@ -69,3 +69,15 @@ def test_fused_copy_keeps_the_attention_switches() -> None:
     with torch.no_grad():
         diff = max((a - b).abs().max() for a, b in zip(fused(x), model(x), strict=True))
     assert diff <= 1e-4
+
+
+@pytest.mark.parametrize(("channels_last", "pointwise"), [(False, False), (True, False)])
+def test_fused_copy_options_match_the_model(channels_last: bool, pointwise: bool) -> None:
+    torch.manual_seed(2)
+    model = randomise(build_model("eca_cbam"))
+    fused = fuse_for_inference(model, channels_last, pointwise=pointwise)
+    assert fused.channels_last is channels_last
+    x = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        diff = max((a - b).abs().max() for a, b in zip(fused(x), model(x), strict=True))
+    assert diff <= 1e-4
