@@ -74,6 +74,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternate full/compute; median")
     parser.add_argument("--device", default=None)
     parser.add_argument("--no-amp", action="store_true")
+    parser.add_argument(
+        "--channels-last", action="store_true", help="NHWC model and input (exact; see RESULTS.md)"
+    )
     args = parser.parse_args()
 
     prof = get_profile(args.profile)
@@ -88,6 +91,9 @@ def main() -> None:
     torch.manual_seed(0)
     model = build_model("eca_cbam").to(device).train()
     model.apply_phase(phase)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+        model.channels_last = True  # FeatherFace.features makes its input NHWC
     optimizer = make_optimizer(model, phase)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     criterion = MultiBoxLoss.from_phase(phase)

@@ -198,6 +198,8 @@ class ModulatedDeformConv(nn.Module):
             nn.init.zeros_(predictor.weight)
             nn.init.zeros_(predictor.bias)
         self.kernel: DeformKernel = "auto"  # see set_deform_kernel; not part of the state dict
+        # None (no state-dict key); ffcore.models.fuse sets it when it folds the BatchNorm in
+        self.register_parameter("bias", None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = (
@@ -205,7 +207,8 @@ class ModulatedDeformConv(nn.Module):
             if self.kernel == "torchvision"
             else modulated_deform_conv2d
         )
-        return conv(x, self.offset(x), torch.sigmoid(self.mask(x)), self.weight)
+        y = conv(x, self.offset(x), torch.sigmoid(self.mask(x)), self.weight)
+        return y if self.bias is None else y + self.bias[:, None, None]
 
 
 def set_deform_kernel(model: nn.Module, kernel: DeformKernel) -> int:

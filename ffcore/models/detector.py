@@ -65,6 +65,8 @@ class FeatherFace(nn.Module):
         self.shuffle = ChannelShuffle(2) if spec.shuffle else nn.Identity()
         self.head_dropout = nn.Dropout(config.head_dropout)
         self.dropout_on = False
+        # True in ffcore.models.fuse's inference copy: the input is made channels-last (NHWC)
+        self.channels_last = False
         with stream("heads"):
             self.heads = DetectionHeads(c, len(STAGE_CHANNELS), config.num_anchors)
 
@@ -122,6 +124,8 @@ class FeatherFace(nn.Module):
             raise ValueError(
                 f"input height and width must be divisible by {MAX_STRIDE}, got {tuple(x.shape[-2:])}"
             )
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         feats = [att(f) for att, f in zip(self.backbone_attention, self.backbone(x), strict=True)]
         feats = [att(f) for att, f in zip(self.neck_attention, self.neck(feats), strict=True)]
         feats = [self.shuffle(ssh(f)) for ssh, f in zip(self.context, feats, strict=True)]
