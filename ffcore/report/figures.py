@@ -300,6 +300,8 @@ def _minus(number: str) -> str:
 
 HEADER_CHARS = 6  # a header longer than its column's cells goes on lines of about this ...
 HEADER_SHORT = 9  # ... unless it is this short
+POINTS_PER_CHAR = 4.6  # about, at \small
+SPLIT_POINTS = 560.0  # a table estimated wider than this is split in stacked column groups
 WRAP_CHARS = 20  # a text column with a longer cell wraps ...
 WRAP_EM = 9  # ... in a paragraph column this wide
 WRAPPED_COLUMN = r">{\raggedright\arraybackslash}p"  # needs the array package
@@ -381,22 +383,50 @@ def latex_table(df: pd.DataFrame, decimals: int | Mapping[str, int] = 3, index: 
         return "l" if longest(k) <= WRAP_CHARS else rf"{WRAPPED_COLUMN}{{{WRAP_EM}em}}"
 
     specs = [spec(len(index_cols) + j, c) for j, c in enumerate(body_cols)]
-    align = "l" * len(index_cols) + "".join(specs)
     header = [latex_escape(n) for n in names] + [
         _header_cell(
             human_name(c), max(HEADER_CHARS, min(longest(len(index_cols) + j), WRAP_CHARS)), sp
         )
         for j, (c, sp) in enumerate(zip(body_cols, specs, strict=True))
     ]
-    lines = [
-        f"\\begin{{tabular}}{{{align}}}",
-        r"\toprule",
-        " & ".join(header) + r" \\",
-        r"\midrule",
-    ]
-    lines += [" & ".join(cells) + r" \\" for cells in rows]
-    lines += [r"\bottomrule", r"\end{tabular}", ""]
-    return "\n".join(lines)
+
+    def points(k: int) -> float:  # about how wide column k prints (\small, 4 pt column gaps)
+        lines = re.split(r"\\\\", header[k])
+        chars = WRAP_EM * 2 if "p{" in (["l"] * len(index_cols) + specs)[k] else longest(k)
+        return POINTS_PER_CHAR * max(chars, *(_printed_length(x) - 4 * (len(lines) > 1)
+                                              for x in lines)) + 8  # fmt: skip
+
+    # too wide for the page even sideways: the body columns split into stacked parts, each
+    # with the index columns again
+    n_index = len(index_cols)
+    groups: list[list[int]] = [[]]
+    used = sum(points(k) for k in range(n_index))
+    for j in range(len(body_cols)):
+        k = n_index + j
+        if groups[-1] and used + points(k) > SPLIT_POINTS:
+            groups.append([])
+            used = sum(points(i) for i in range(n_index))
+        groups[-1].append(k)
+        used += points(k)
+    parts = []
+    for group in groups:
+        keep = list(range(n_index)) + group
+        spec_all = ["l"] * n_index + specs
+        part = [
+            f"\\begin{{tabular}}{{{''.join(spec_all[k] for k in keep)}}}",
+            r"\toprule",
+            " & ".join(header[k] for k in keep) + r" \\",
+            r"\midrule",
+        ]
+        part += [" & ".join(cells[k] for k in keep) + r" \\" for cells in rows]
+        part += [r"\bottomrule", r"\end{tabular}"]
+        parts.append(part)
+    if len(parts) == 1:
+        return "\n".join(parts[0] + [""])
+    stacked = [r"\begin{tabular}{@{}c@{}}"]
+    for i, part in enumerate(parts):
+        stacked += part + ([r"\\[2ex]"] if i < len(parts) - 1 else [])
+    return "\n".join(stacked + [r"\end{tabular}", ""])
 
 
 def save_table(
