@@ -177,7 +177,7 @@ def plot_ap_by_phase(ap: pd.DataFrame, source: str | None = None):
     else:  # a legend line, not a text under the axes (which squeezed the layout)
         note = " / ".join(f"{t:.1f}" for t in targets)
         ax.plot([], [], ls="none", label=f"{TARGET_LABEL}: {note}, off this scale")
-    ax.set_xticks(x, subsets)
+    ax.set_xticks(x - 0.1, subsets)  # under the bars of each group
     ax.set_ylabel("AP (%)")
     ax.set_ylim(0, min(100.0, limit * 1.15) if limit > 0 else 1.0)
     if min(100.0, limit * 1.15) >= 100.0:
