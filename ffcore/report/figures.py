@@ -396,13 +396,15 @@ def latex_table(df: pd.DataFrame, decimals: int | Mapping[str, int] = 3, index: 
         return POINTS_PER_CHAR * max(chars, *(_printed_length(x) - 4 * (len(lines) > 1)
                                               for x in lines)) + 8  # fmt: skip
 
-    # too wide for the page even sideways: the body columns split into stacked parts, each
-    # with the index columns again
+    # too wide for the text: the body columns split into stacked parts, each repeating the
+    # columns that name the rows (the index, else the leading text columns)
     n_index = len(index_cols)
+    if not n_index:  # without an index, the leading text columns name the rows in every part
+        while n_index < len(specs) - 1 and specs[n_index] != "r":
+            n_index += 1
     groups: list[list[int]] = [[]]
     used = sum(points(k) for k in range(n_index))
-    for j in range(len(body_cols)):
-        k = n_index + j
+    for k in range(n_index, len(header)):
         if groups[-1] and used + points(k) > SPLIT_POINTS:
             groups.append([])
             used = sum(points(i) for i in range(n_index))
@@ -411,7 +413,7 @@ def latex_table(df: pd.DataFrame, decimals: int | Mapping[str, int] = 3, index: 
     parts = []
     for group in groups:
         keep = list(range(n_index)) + group
-        spec_all = ["l"] * n_index + specs
+        spec_all = ["l"] * len(index_cols) + specs
         part = [
             f"\\begin{{tabular}}{{{''.join(spec_all[k] for k in keep)}}}",
             r"\toprule",
