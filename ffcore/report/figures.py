@@ -391,9 +391,10 @@ def latex_table(df: pd.DataFrame, decimals: int | Mapping[str, int] = 3, index: 
     ]
 
     def points(k: int) -> float:  # about how wide column k prints (\small, 4 pt column gaps)
-        lines = re.split(r"\\\\", header[k])
+        plain = re.sub(r"\\begin\{tabular\}\[b\]\{@\{\}[lr]@\{\}\}|\\end\{tabular\}", "", header[k])
+        lines = re.split(r"\\\\", plain)
         chars = WRAP_EM * 2 if "p{" in (["l"] * len(index_cols) + specs)[k] else longest(k)
-        return POINTS_PER_CHAR * max(chars, *(_printed_length(x) - 4 * (len(lines) > 1)
+        return POINTS_PER_CHAR * max(chars, *(_printed_length(x)
                                               for x in lines)) + 8  # fmt: skip
 
     # too wide for the text: the body columns split into stacked parts, each repeating the
