@@ -256,7 +256,7 @@ def plot_attention(
         else:
             bottom.text(0.5, 0.5, "ECA off", transform=bottom.transAxes, ha="center")
             bottom.set_title(f"phase {pid}: ECA off")
-        bottom.set_xlabel(f"channel of {where}")
+        bottom.set_xlabel("channel")  # the block is named in the title
         bottom.set_ylabel("ECA weight" if col == 0 else "")
     if image is not None:
         fig.colorbar(image, ax=axes[0, :].tolist(), shrink=0.8, label="SAM weight")
