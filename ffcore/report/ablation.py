@@ -63,7 +63,7 @@ def plot_timeline(
     shaded and labelled so its lower step loss is not read as learning."""
     from ffcore.report.training_curves import break_at_restarts
 
-    fig, (ax_loss, ax_lr) = figures.new_figure("full", 0.55, nrows=2, sharex=True)
+    fig, (ax_loss, ax_lr) = figures.new_figure("full", 0.7, nrows=2, sharex=True)
     terms = [c for c in LOSS_COLUMNS if c in timeline]
     for term in terms:
         ax_loss.plot(
@@ -78,28 +78,27 @@ def plot_timeline(
             label="total on the probe set\n(clean crops, comparable\nacross phases)",
         )  # fmt: skip
     ax_loss.set_ylabel("loss")
-    figures.legend_outside(ax_loss)
     ax_lr.plot(*break_at_restarts(timeline["global_epoch"], timeline["lr"]), color="black", lw=1)
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_xlabel("epoch (all phases)")
     ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     bounds = phase_boundaries(timeline)
     end = float(np.ceil(timeline["global_epoch"].max()))
+    span = max(end - (bounds[0][1] if bounds else 0.0), 1e-9)
     for k, (pid, start) in enumerate(bounds):
+        stop = bounds[k + 1][1] if k + 1 < len(bounds) else end
         for ax in (ax_loss, ax_lr):
             ax.axvline(start, color=figures.PHASE_COLORS[pid], ls="--", lw=0.8)
+        # "phase 2a" where the phase is wide enough for it, else only "2a" (labels never meet)
+        text = f"phase {pid}" if (stop - start) / span >= 0.14 else pid
         ax_loss.text(
-            start, 1.02, f"phase {pid}", transform=ax_loss.get_xaxis_transform(), fontsize=figures.MIN_FONT_PT,
-            color=figures.PHASE_COLORS[pid],
+            start, 1.02, text, transform=ax_loss.get_xaxis_transform(),
+            fontsize=figures.MIN_FONT_PT, color=figures.PHASE_COLORS[pid],
         )  # fmt: skip
-        if PHASES[pid].mixup_alpha is not None:
-            stop = bounds[k + 1][1] if k + 1 < len(bounds) else end
-            ax_loss.axvspan(start, stop, color="0.9", zorder=0)
-            ax_loss.text(
-                (start + stop) / 2, 0.97, "mixup-weighted\nstep loss:\nlower by\nconstruction",
-                transform=ax_loss.get_xaxis_transform(), ha="center", va="top", fontsize=figures.MIN_FONT_PT,
-                color="0.3",
-            )  # fmt: skip
+        if PHASES[pid].mixup_alpha is not None:  # said in the legend: the span may be narrow
+            ax_loss.axvspan(start, stop, color="0.9", zorder=0,
+                            label=f"phase {pid}: mixup-weighted\nstep loss, lower by\nconstruction")  # fmt: skip
+    figures.legend_outside(ax_loss)
     figures.add_source(fig, source)
     return fig
 
