@@ -52,7 +52,7 @@ def test_all_figures_is_generated_from_the_folder(tmp_path) -> None:
     figures.save_figure(fig, "one_figure", tmp_path)
     figures.save_table(pd.DataFrame({"a": [1]}), "one_table", tmp_path, source="smoke run")
     index = (tmp_path / "all_figures.tex").read_text()
-    assert r"\includegraphics[width=\linewidth]{figures/one_figure}" in index
+    assert r"\includegraphics{figures/one_figure}" in index  # natural size: never scaled
     assert r"\input{figures/one_table}" in index and "source: smoke run" in index
     assert (tmp_path / "preamble.tex").read_text().count("usepackage") == len(
         figures.PREAMBLE_PACKAGES

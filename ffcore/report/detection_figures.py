@@ -44,7 +44,7 @@ def plot_pr_curves(
         )
         ax.plot(r[:1], p[:1], "o", ms=2.5, color=line.get_color())  # where the data starts
     ax.set(xlabel="recall", ylabel="precision (interpolated)", xlim=(0, 1), ylim=(0, 1.02))
-    figures.legend_outside(ax, title="subset", title_fontsize=7)
+    figures.legend_outside(ax, title="subset", title_fontsize=figures.MIN_FONT_PT)
     figures.add_source(fig, source)
     return fig
 
@@ -87,7 +87,7 @@ def draw_detections(
         ax.add_patch(patches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec=color, lw=lw))
         if rank < max_labels:
             ax.text(
-                x1, max(y1, 0), f"{scores[i]:.2f}", fontsize=5, color="black", va="bottom",
+                x1, max(y1, 0), f"{scores[i]:.2f}", fontsize=figures.MIN_FONT_PT, color="black", va="bottom",
                 bbox={"boxstyle": "square,pad=0.1", "fc": color, "ec": "none", "alpha": 0.85},
             )  # fmt: skip
         if landmarks is not None:
@@ -113,6 +113,6 @@ def plot_detection_panels(
     for ax, (title, image, dets) in zip(axes[0], panels, strict=True):
         drawn = draw_detections(ax, image, dets.boxes, dets.scores, dets.landmarks, min_score)
         ax.set_title(f"{title}\n{figures.plural(drawn, 'face')} at score \u2265 {min_score:g}",
-                     fontsize=6.5)  # fmt: skip
+                     fontsize=figures.MIN_FONT_PT)  # fmt: skip
     figures.add_source(fig, source)
     return fig

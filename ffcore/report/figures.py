@@ -1,7 +1,11 @@
 """One style for every thesis figure and table.
 
-Figures are sized in inches for a LaTeX page (``COLUMN`` = one column of a two-column layout,
-``FULL`` = text width), use a colour-blind-safe seaborn palette, name the run their numbers come
+Figures are made at the width they are printed at: ``TEXT_WIDTH_IN`` (the text width of the
+thesis page, 16 cm, which ``preamble.tex`` sets) or ``HALF_WIDTH_IN`` (half of it, less a gap), and
+``all_figures.tex`` includes each PDF at its natural size, so nothing is scaled and every text
+prints at the size the style gives it (at least ``MIN_FONT_PT``; ``print_problems`` checks a
+figure, ``save_figure`` refuses one that would print smaller or at another width). They use a
+colour-blind-safe seaborn palette, true minus signs, name the run their numbers come
 from (``source``), and are saved as vector PDF plus PNG. Tables are pandas DataFrames saved as CSV
 plus booktabs LaTeX (``latex_table``: numbers right-aligned, thousands separators, fixed decimals,
 an en dash for missing values, one header row). ``figures/all_figures.tex`` (every table and
@@ -41,13 +45,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 
 from ffcore.config import VARIANTS  # noqa: E402
 from ffcore.paths import FIGURES_DIR, repo_path  # noqa: E402
 from ffcore.schedule import PHASE_ORDER  # noqa: E402
 
-COLUMN = 3.4  # inches
-FULL = 7.0
+TEXT_WIDTH_CM = 16.0  # the text width of the thesis page (set by preamble.tex)
+TEXT_WIDTH_IN = TEXT_WIDTH_CM / 2.54  # 6.30 in
+HALF_GAP_IN = 0.2  # between two half-width figures side by side
+HALF_WIDTH_IN = (TEXT_WIDTH_IN - HALF_GAP_IN) / 2  # 3.05 in
+FULL = TEXT_WIDTH_IN  # names kept for callers: "full" = text width, "column" = half of it
+COLUMN = HALF_WIDTH_IN
+WIDTHS_IN: dict[str, float] = {"full": TEXT_WIDTH_IN, "text": TEXT_WIDTH_IN,
+                               "column": HALF_WIDTH_IN, "half": HALF_WIDTH_IN}  # fmt: skip
+MIN_FONT_PT = 8.0  # the smallest text of a figure as printed (it is printed at 100 %)
 PALETTE = "colorblind"
 
 # Fixed colours so a variant or phase has the same colour in every figure.
@@ -61,15 +73,21 @@ def use_style() -> None:
     sns.set_theme(context="paper", style="whitegrid", palette=PALETTE)
     plt.rcParams.update(
         {
-            "font.size": 8,
+            "font.size": 9,
             "axes.titlesize": 9,
-            "axes.labelsize": 8,
-            "legend.fontsize": 7,
-            "xtick.labelsize": 7,
-            "ytick.labelsize": 7,
+            "axes.labelsize": 9,
+            "figure.titlesize": 9,
+            "legend.fontsize": 8,
+            "legend.title_fontsize": 8,
+            "xtick.labelsize": 8,
+            "ytick.labelsize": 8,
+            "axes.unicode_minus": True,  # U+2212, not a hyphen, before negative numbers
             "figure.dpi": 150,
             "savefig.dpi": 300,
-            "savefig.bbox": "tight",
+            # the page is the figure: no tight bbox, which changes the width (constrained
+            # layout keeps labels and outside legends on the page instead)
+            "savefig.bbox": "standard",
+            "savefig.pad_inches": 0.0,
             "pdf.fonttype": 42,  # embed TrueType: text stays selectable in the thesis PDF
         }
     )
@@ -78,15 +96,16 @@ def use_style() -> None:
 def new_figure(
     width: str | float = "column", aspect: float = 0.75, ncols: int = 1, nrows: int = 1, **kwargs
 ):
-    """A figure ``width`` inches wide ("column", "full" or a number), height = width * aspect."""
+    """A figure as wide as it is printed: ``width`` "full" (or "text": ``TEXT_WIDTH_IN``),
+    "column" (or "half": ``HALF_WIDTH_IN``) or one of those two numbers; height = width * aspect."""
     use_style()
-    w = (
-        {"column": COLUMN, "full": FULL}.get(width, width)
-        if isinstance(width, str)
-        else float(width)
-    )
-    if not isinstance(w, float | int):
-        raise ValueError(f"width must be 'column', 'full' or inches, got {width!r}")
+    w = WIDTHS_IN.get(width) if isinstance(width, str) else float(width)
+    if w is None or not any(math.isclose(w, v, abs_tol=0.01) for v in WIDTHS_IN.values()):
+        raise ValueError(
+            f"width must be 'full' ({TEXT_WIDTH_IN:.2f} in, the text width) or 'column' "
+            f"({HALF_WIDTH_IN:.2f} in, half of it), got {width!r}: a figure is made at the width "
+            "it is printed at"
+        )
     kwargs.setdefault("layout", "constrained")  # titles and labels never overlap
     return plt.subplots(nrows, ncols, figsize=(w, w * aspect), **kwargs)
 
@@ -112,23 +131,57 @@ def plural(n: int, word: str) -> str:
     return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
 
 
-def source_label(profile: str, data_root: str | os.PathLike[str] | None = None) -> str:
+def source_label(
+    profile: str, data_root: str | os.PathLike[str] | None = None, photo: str | None = None
+) -> str:
     """Where a figure's numbers come from: ``"smoke run, synthetic data"`` for the embedded
     dataset (``data_root`` None or a folder the synthetic generator wrote), ``"full run, data
-    <folder name>"`` for a dataset on disk (e.g. WIDER FACE)."""
+    <folder name>"`` for a dataset on disk (e.g. WIDER FACE). ``photo`` (where the image drawn
+    comes from, e.g. "real") names the model's training data and the image apart:
+    ``"model: smoke run, synthetic data; photo: real"``."""
     from ffcore.data.synthetic import read_manifest
 
     synthetic = data_root is None or read_manifest(repo_path(data_root)) is not None
     data = "synthetic data" if synthetic else f"data {repo_path(data_root).name}"
-    return f"{profile} run, {data}"
+    run = f"{profile} run, {data}"
+    return run if photo is None else f"model: {run}; photo: {photo}"
 
 
 def add_source(fig, source: str | None, title: str | None = None) -> None:
     """Name the run on the figure (a grey line above it, after ``title`` if given), so a smoke
-    number is never read as a thesis number. ``source`` None: only the title (exact facts)."""
-    text = "; ".join(t for t in (title, f"source: {source}" if source else None) if t)
+    number is never read as a thesis number. ``source`` None: only the title (exact facts).
+    A source that names its parts (``model: ...; photo: ...``) is written as it is."""
+    named = source is not None and source.startswith("model: ")
+    label = (source if named else f"source: {source}") if source else None
+    text = "; ".join(t for t in (title, label) if t)
     if text:
-        fig.suptitle(text, fontsize=6.5, color="0.35", x=0.99, ha="right")
+        fig.suptitle(text, fontsize=MIN_FONT_PT, color="0.35", x=0.99, ha="right")
+
+
+def print_problems(fig) -> list[str]:
+    """Why ``fig`` would not print well when included at its natural size: a width other than
+    ``TEXT_WIDTH_IN`` / ``HALF_WIDTH_IN``, a visible text smaller than ``MIN_FONT_PT``, or a
+    text that sticks out of the page (it would be cut). Empty when it prints well."""
+    problems = []
+    width = float(fig.get_figwidth())
+    if not any(math.isclose(width, v, abs_tol=0.01) for v in WIDTHS_IN.values()):
+        problems.append(
+            f"width {width:.2f} in is neither the text width ({TEXT_WIDTH_IN:.2f} in) nor half "
+            f"of it ({HALF_WIDTH_IN:.2f} in)"
+        )
+    fig.draw_without_rendering()  # lays the figure out as it is saved
+    for text in fig.findobj(Text):
+        if not text.get_visible() or not text.get_text().strip():
+            continue
+        if text.get_fontsize() < MIN_FONT_PT - 1e-6:
+            problems.append(f"text {text.get_text()!r} at {text.get_fontsize():.1f} pt")
+    drawn = fig.get_tightbbox(fig.canvas.get_renderer())  # inches; what is drawn
+    tol = 0.02
+    if drawn.x0 < -tol or drawn.y0 < -tol or drawn.x1 > width + tol:
+        problems.append(f"drawn from {drawn.x0:.2f} to {drawn.x1:.2f} in: outside the page")
+    if drawn.y1 > fig.get_figheight() + tol:
+        problems.append(f"drawn up to {drawn.y1:.2f} in, above the page")
+    return problems
 
 
 def legend_outside(ax, **kwargs):
@@ -150,10 +203,14 @@ def save_figure(
 ) -> list[Path]:
     """Save ``fig`` as ``<out_dir>/<name>.pdf`` and ``.png`` (default out_dir: ``figures/``; a
     relative out_dir is taken from the repository root) and rewrite ``all_figures.tex``. The
-    figure stays open: in a notebook the inline backend shows it below the cell. ``provenance``
+    figure stays open: in a notebook the inline backend shows it below the cell. A figure that
+    would not print at its natural size (``print_problems``) is an error naming it. ``provenance``
     (the run's ``RunInfo``): both files carry it in their metadata and get an entry in
     ``provenance.json`` (``ffcore.report.provenance``)."""
     _check_name(name)
+    problems = print_problems(fig)
+    if problems:
+        raise ValueError(f"figure {name!r} would not print well: " + "; ".join(problems))
     out = repo_path(out_dir) if out_dir is not None else FIGURES_DIR
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.pdf", out / f"{name}.png"]
@@ -185,6 +242,12 @@ _LATEX_SPECIAL = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    "<": r"\textless{}",  # a bare < prints as an inverted exclamation mark in OT1
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
+    "`": r"\textasciigrave{}",
+    '"': r"\textquotedbl{}",
+    "\u2212": r"$-$",
     "\u2013": "--",
     "\u2014": "---",
     "\u00d7": r"$\times$",
@@ -193,10 +256,34 @@ _LATEX_SPECIAL = {
     "\u2265": r"$\geq$",
     "\u00b2": r"\textsuperscript{2}",
 }
+# what a plain-text string means, before character escaping (order matters)
+_LATEX_PHRASES: tuple[tuple[str, str], ...] = (
+    (r"<=", "\u2264"),
+    (r">=", "\u2265"),
+    (r"~(?=\d)", "\u2248"),  # "~460K": approximately
+    (r"(?<![\w.])-(?=\d)", "\u2212"),  # a negative number: a minus sign
+    (r"(?<=\d)-(?=\d)", "\u2013"),  # a range of numbers ("0.93-0.99"): an en dash
+    (r"(?<=\s)-(?=\s)", "\u2212"),  # "A - B", "ECA-CBAM - CBAM": a difference
+)
 
 
 def latex_escape(text: object) -> str:
-    return "".join(_LATEX_SPECIAL.get(c, c) for c in str(text))
+    """Plain text as LaTeX that prints what it says: special characters escaped (``& % $ # _ {
+    } ~ ^ \\ < > |``), ``<=`` / ``>=`` as relation signs, ``~460K`` as approximately, a minus
+    sign for negative numbers and spaced differences (``A - B``), an en dash for number ranges,
+    ``"quoted"`` with typographic quotes and ```code``` in typewriter type."""
+    parts = re.split(r"(`[^`]+`)", str(text))
+    out = []
+    for part in parts:
+        if len(part) > 2 and part.startswith("`") and part.endswith("`"):
+            out.append(r"\texttt{" + "".join(_LATEX_SPECIAL.get(c, c) for c in part[1:-1]) + "}")
+            continue
+        for pattern, meaning in _LATEX_PHRASES:
+            part = re.sub(pattern, meaning, part)
+        part = re.sub(r'"([^"]*)"', "\x01\\1\x02", part)  # a quoted phrase
+        escaped = "".join(_LATEX_SPECIAL.get(c, c) for c in part)
+        out.append(escaped.replace("\x01", "``").replace("\x02", "''"))
+    return "".join(out)
 
 
 def _is_missing(value: object) -> bool:
@@ -217,10 +304,50 @@ def format_number(value: object, decimals: int) -> str:
     if isinstance(value, bool | np.bool_):
         return "yes" if value else "no"
     if isinstance(value, numbers.Integral):
-        return f"{int(value):,}"
+        return _minus(f"{int(value):,}")
     if isinstance(value, numbers.Real):
-        return f"{float(value):,.{decimals}f}"
+        return _minus(f"{float(value):,.{decimals}f}")
     return latex_escape(value)
+
+
+def _minus(number: str) -> str:
+    """A formatted number with a true minus sign (``$-$``), not a hyphen."""
+    return "$-$" + number[1:] if number.startswith("-") else number
+
+
+HEADER_CHARS = 6  # a header longer than its column's cells goes on lines of about this ...
+HEADER_SHORT = 9  # ... unless it is this short
+POINTS_PER_CHAR = 4.6  # about, at \small
+SPLIT_POINTS = 560.0  # a table estimated wider than this is split in stacked column groups
+WRAP_CHARS = 20  # a text column with a longer cell wraps ...
+WRAP_EM = 9  # ... in a paragraph column this wide
+WRAPPED_COLUMN = r">{\raggedright\arraybackslash}p"  # needs the array package
+
+
+def _printed_length(cell: str) -> int:
+    """About how many characters a LaTeX cell prints (commands count as one, ``$`` none)."""
+    return len(re.sub(r"\\[a-zA-Z]+(\{\})?", "x", cell).replace("$", ""))
+
+
+def _header_cell(text: str, chars: int, align: str) -> str:
+    """A header as one line, or, when longer than ``chars``, as lines of at most about
+    ``chars`` characters broken at spaces (a nested tabular aligned like its column)."""
+    if len(text) <= HEADER_SHORT:
+        return latex_escape(text)
+    words, lines = text.split(), []
+    for word in words:
+        if lines and len(lines[-1]) + 1 + len(word) <= chars:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    if len(lines) <= 1:
+        return latex_escape(text)
+    a = "r" if align == "r" else "l"
+    return (
+        rf"\begin{{tabular}}[b]{{@{{}}{a}@{{}}}}"
+        + r" \\ ".join(latex_escape(line) for line in lines)
+        + r"\end{tabular}"
+    )
 
 
 def latex_table(df: pd.DataFrame, decimals: int | Mapping[str, int] = 3, index: bool = True) -> str:
@@ -248,14 +375,7 @@ def latex_table(df: pd.DataFrame, decimals: int | Mapping[str, int] = 3, index: 
     def label(value: object) -> str:
         return latex_escape(human_name(value) if isinstance(value, str) else value)
 
-    align = "l" * len(index_cols) + "".join("r" if numeric(c) else "l" for c in body_cols)
-    header = [latex_escape(n) for n in names] + [latex_escape(human_name(c)) for c in body_cols]
-    lines = [
-        f"\\begin{{tabular}}{{{align}}}",
-        r"\toprule",
-        " & ".join(header) + r" \\",
-        r"\midrule",
-    ]
+    rows = []
     for r in range(len(frame)):
         cells = []
         same_group = r > 0
@@ -269,9 +389,64 @@ def latex_table(df: pd.DataFrame, decimals: int | Mapping[str, int] = 3, index: 
         for col in body_cols:
             places = per.get(row_label, per.get(str(col), default))
             cells.append(format_number(columns[col][r], places))
-        lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", ""]
-    return "\n".join(lines)
+        rows.append(cells)
+
+    def longest(k: int) -> int:  # characters of the column's longest cell as printed (about)
+        return max((_printed_length(cells[k]) for cells in rows), default=0)
+
+    def spec(k: int, col) -> str:  # a long text column wraps in a ragged-right paragraph column
+        if numeric(col):
+            return "r"
+        return "l" if longest(k) <= WRAP_CHARS else rf"{WRAPPED_COLUMN}{{{WRAP_EM}em}}"
+
+    specs = [spec(len(index_cols) + j, c) for j, c in enumerate(body_cols)]
+    header = [latex_escape(n) for n in names] + [
+        _header_cell(
+            human_name(c), max(HEADER_CHARS, min(longest(len(index_cols) + j), WRAP_CHARS)), sp
+        )
+        for j, (c, sp) in enumerate(zip(body_cols, specs, strict=True))
+    ]
+
+    def points(k: int) -> float:  # about how wide column k prints (\small, 4 pt column gaps)
+        plain = re.sub(r"\\begin\{tabular\}\[b\]\{@\{\}[lr]@\{\}\}|\\end\{tabular\}", "", header[k])
+        lines = re.split(r"\\\\", plain)
+        chars = WRAP_EM * 2 if "p{" in (["l"] * len(index_cols) + specs)[k] else longest(k)
+        return POINTS_PER_CHAR * max(chars, *(_printed_length(x)
+                                              for x in lines)) + 8  # fmt: skip
+
+    # too wide for the text: the body columns split into stacked parts, each repeating the
+    # columns that name the rows (the index, else the leading text columns)
+    n_index = len(index_cols)
+    if not n_index:  # without an index, the leading text columns name the rows in every part
+        while n_index < len(specs) - 1 and specs[n_index] != "r":
+            n_index += 1
+    groups: list[list[int]] = [[]]
+    used = sum(points(k) for k in range(n_index))
+    for k in range(n_index, len(header)):
+        if groups[-1] and used + points(k) > SPLIT_POINTS:
+            groups.append([])
+            used = sum(points(i) for i in range(n_index))
+        groups[-1].append(k)
+        used += points(k)
+    parts = []
+    for group in groups:
+        keep = list(range(n_index)) + group
+        spec_all = ["l"] * len(index_cols) + specs
+        part = [
+            f"\\begin{{tabular}}{{{''.join(spec_all[k] for k in keep)}}}",
+            r"\toprule",
+            " & ".join(header[k] for k in keep) + r" \\",
+            r"\midrule",
+        ]
+        part += [" & ".join(cells[k] for k in keep) + r" \\" for cells in rows]
+        part += [r"\bottomrule", r"\end{tabular}"]
+        parts.append(part)
+    if len(parts) == 1:
+        return "\n".join(parts[0] + [""])
+    stacked = [r"\begin{tabular}{@{}c@{}}"]
+    for i, part in enumerate(parts):
+        stacked += part + ([r"\\[2ex]"] if i < len(parts) - 1 else [])
+    return "\n".join(stacked + [r"\end{tabular}", ""])
 
 
 def save_table(
@@ -305,20 +480,27 @@ def save_table(
 # -- the LaTeX document of the folder ------------------------------------------------------------
 PREAMBLE = "preamble"
 INDEX = "all_figures"
-# exactly what the tables (booktabs) and figures (graphicx) need
-PREAMBLE_PACKAGES: tuple[str, ...] = ("booktabs", "graphicx", "longtable")  # longtable: numbers
+# exactly what the tables (booktabs, array for wrapped columns, longtable for the numbers) and
+# figures (graphicx) need
+PREAMBLE_PACKAGES: tuple[str, ...] = ("booktabs", "array", "graphicx", "longtable")
 LATEX_DIR = "figures"  # the folder as named from the repository root in \input / \includegraphics
+TABLE_MIN_SCALE = 0.9  # a table wider than the text is shrunk at most to this, else turned
+FIT_TABLE = "fftable"  # the preamble's command that places a table (see latex_preamble)
 
 
-def _descriptions() -> dict[str, str]:
-    """stem -> "what it shows", from the table of ``figures/README.md``."""
+def _descriptions() -> dict[tuple[str, str], str]:
+    """(stem, kind) -> "what it shows", from the table of ``figures/README.md``; kind is
+    "figure" or "table" (a row of kind "figure + table" describes both)."""
     readme = FIGURES_DIR / "README.md"
     if not readme.is_file():
         return {}
     found = {}
-    for row in re.findall(r"^\| (`[^|]+) \|[^|]*\|[^|]*\| ([^|]+) \|$", readme.read_text(), re.M):
-        for stem in re.findall(r"`([^`]+)`", row[0]):
-            found[stem] = row[1].strip()
+    rows = re.findall(r"^\| (`[^|]+) \| ([^|]*) \|[^|]*\| ([^|]+) \|$", readme.read_text(), re.M)
+    for stems, kind, text in rows:
+        for stem in re.findall(r"`([^`]+)`", stems):
+            for k in ("figure", "table"):
+                if k in kind:
+                    found[(stem, k)] = text.strip()
     return found
 
 
@@ -340,8 +522,8 @@ def latex_index(out_dir: str | Path | None = None) -> str:
         "% Every table and figure of this folder; see preamble.tex for the packages.",
     ]
 
-    def caption(stem: str, source: str | None) -> str:
-        text = described.get(stem, stem.replace("_", " "))
+    def caption(stem: str, kind: str, source: str | None) -> str:
+        text = described.get((stem, kind), f"{kind} {stem.replace('_', ' ')}")
         if source:
             text += f" (source: {source})"
         return latex_escape(text[:1].upper() + text[1:])
@@ -359,9 +541,9 @@ def latex_index(out_dir: str | Path | None = None) -> str:
         parts += [
             r"\begin{table}[htbp]",
             r"\centering\small",
-            rf"\caption{{{caption(tex.stem, _table_source(tex))}}}",
+            rf"\caption{{{caption(tex.stem, 'table', _table_source(tex))}}}",
             rf"\label{{tab:{tex.stem}}}",
-            rf"\resizebox{{\ifdim\width>\linewidth\linewidth\else\width\fi}}{{!}}{{\input{{{LATEX_DIR}/{tex.stem}}}}}",
+            rf"\{FIT_TABLE}{{{tex.stem}}}{{\input{{{LATEX_DIR}/{tex.stem}}}}}",
             r"\end{table}",
             "",
         ]
@@ -370,8 +552,9 @@ def latex_index(out_dir: str | Path | None = None) -> str:
         parts += [
             r"\begin{figure}[htbp]",
             r"\centering",
-            rf"\includegraphics[width=\linewidth]{{{LATEX_DIR}/{pdf.stem}}}",
-            rf"\caption{{{caption(pdf.stem, None)}}}",
+            # its natural size: the figure was made at the width it prints at (new_figure)
+            rf"\includegraphics{{{LATEX_DIR}/{pdf.stem}}}",
+            rf"\caption{{{caption(pdf.stem, 'figure', None)}}}",
             rf"\label{{fig:{pdf.stem}}}",
             r"\end{figure}",
             "",
@@ -382,9 +565,33 @@ def latex_index(out_dir: str | Path | None = None) -> str:
 
 
 def latex_preamble() -> str:
+    r"""The packages, the text width the figures are made for (``TEXT_WIDTH_CM``, centred on
+    the page) and ``\fftable{name}{table}``: a table at its natural size when it fits the text
+    width, shrunk to it when that takes no more than ``TABLE_MIN_SCALE``, else turned sideways
+    (shrunk only if it is longer than the page, which the log then shows). Each table writes
+    ``fftable <name>: natural <width> room <width>`` to the log, so its scale can be checked."""
+    packages = "".join(f"\\usepackage{{{p}}}\n" for p in PREAMBLE_PACKAGES)
     return (
         "% The packages the tables and figures of this folder need (ffcore.report.figures).\n"
-        + "".join(f"\\usepackage{{{p}}}\n" for p in PREAMBLE_PACKAGES)
+        + packages
+        + f"% the text width the figures are made for (TEXT_WIDTH_CM = {TEXT_WIDTH_CM:g}), centred\n"
+        + f"\\setlength{{\\textwidth}}{{{TEXT_WIDTH_CM:g}cm}}\n"
+        + "\\setlength{\\oddsidemargin}{\\dimexpr(\\paperwidth-\\textwidth)/2-1in\\relax}\n"
+        + "\\setlength{\\evensidemargin}{\\oddsidemargin}\n"
+        + "% \\fftable{name}{tabular}: natural size; shrunk to the text width down to "
+        + f"{TABLE_MIN_SCALE:g} at most; else sideways\n"
+        + "\\newsavebox{\\fftablebox}\n"
+        + "\\newlength{\\fftableroom}\n"
+        + "\\newcommand{\\fftable}[2]{%\n"
+        + "  \\sbox{\\fftablebox}{\\setlength{\\tabcolsep}{4pt}#2}%\n"
+        + "  \\setlength{\\fftableroom}{\\linewidth}%\n"
+        + f"  \\ifdim{TABLE_MIN_SCALE:g}\\wd\\fftablebox>\\linewidth"
+        + "\\setlength{\\fftableroom}{0.9\\textheight}\\fi\n"
+        + "  \\typeout{fftable #1: natural \\the\\wd\\fftablebox\\space room \\the\\fftableroom}%\n"
+        + "  \\ifdim\\wd\\fftablebox>\\fftableroom\n"
+        + "    \\sbox{\\fftablebox}{\\resizebox{\\fftableroom}{!}{\\usebox{\\fftablebox}}}\\fi\n"
+        + "  \\ifdim\\fftableroom>\\linewidth\\rotatebox{90}{\\usebox{\\fftablebox}}"
+        + "\\else\\usebox{\\fftablebox}\\fi}\n"
         + f"\\InputIfFileExists{{{LATEX_DIR}/numbers}}{{}}{{}}\n"  # the \\ff... macros
     )
 

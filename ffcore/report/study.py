@@ -629,7 +629,7 @@ def plot_forest(diffs: pd.DataFrame, source: str):
             ax.plot(100 * r.mean_diff, yy, "o", ms=4.5, color=color, mec=color,
                     mfc=color if significant else "white", zorder=3)  # fmt: skip
             text = _p_text(r.p_holm)
-            ax.annotate(text, (1.005, yy), xycoords=("axes fraction", "data"), fontsize=6,
+            ax.annotate(text, (1.005, yy), xycoords=("axes fraction", "data"), fontsize=figures.MIN_FONT_PT,
                         va="center", color=color)  # fmt: skip
         ticks.append(y)
         y -= 1.0
@@ -640,7 +640,7 @@ def plot_forest(diffs: pd.DataFrame, source: str):
     for t in ticks[1:]:
         ax.axhline(t + 0.5, color="0.85", lw=0.6)
     ax.set_xlabel("paired difference A - B (AP points), 95 % t interval")
-    ax.annotate("Holm p", (1.005, 0.5), xycoords=("axes fraction", "data"), fontsize=6,
+    ax.annotate("Holm p", (1.005, 0.5), xycoords=("axes fraction", "data"), fontsize=figures.MIN_FONT_PT,
                 va="bottom", color="0.3")  # fmt: skip
     handles = [
         figures.plt.Line2D([], [], marker="o", ls="-", color=SUBSET_COLORS[s], label=s)
