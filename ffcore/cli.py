@@ -333,8 +333,12 @@ def _detect_model(args: argparse.Namespace):
 
         return pretrained.load_reference_model(), pretrained.REFERENCE_LABEL, None
     from ffcore.models.checkpoint import load_model
+    from ffcore.training.model_card import synthetic_warning
 
     model, info = load_model(args.checkpoint, args.device)
+    warning = synthetic_warning(args.checkpoint, info)
+    if warning:
+        print(warning, file=sys.stderr)
     label = f"{args.checkpoint} (variant {model.config.variant}, phase {info['phase']})"
     return model, label, None
 

@@ -195,6 +195,8 @@ def test_cli_train_all_chains_the_four_phases(label_file, tmp_path, capsys):
         state = load_checkpoint(tmp_path / f"phase{phase}" / f"phase{phase}_epoch_1.pth")
         assert state["phase"] == phase and state["train_config"]["resume_net"] == previous
         previous = str(tmp_path / f"phase{phase}" / f"phase{phase}_epoch_1.pth")
+        card = (tmp_path / f"phase{phase}" / "model_card.md").read_text()  # beside the final one
+        assert f"- phase {phase}, epoch 1 of 1" in card and "not evaluated" in card
         # one continuous TensorBoard axis: each phase continues where the previous one ended
         assert state["step_offset"] == steps_before and state["epoch_offset"] == k
         assert state["global_step"] > steps_before

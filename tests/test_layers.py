@@ -12,8 +12,17 @@ PACKAGE = Path(ffcore.__file__).parent
 # layer of each top-level module or subpackage of ffcore
 LAYERS: dict[str, int] = {
     **dict.fromkeys(
-        ("config", "schedule", "profiles", "paths", "thesis", "pipeline", "fingerprint",
-          "cpu_kernels"), 0
+        (
+            "config",
+            "schedule",
+            "profiles",
+            "paths",
+            "thesis",
+            "pipeline",
+            "fingerprint",
+            "cpu_kernels",
+        ),
+        0,
     ),
     **dict.fromkeys(("models", "detection", "data"), 1),
     **dict.fromkeys(("training", "evaluation", "export"), 2),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import nbformat
 import pytest
@@ -160,3 +161,23 @@ def test_phase_result_and_evaluation_paths_survive_a_move(tmp_path) -> None:
     moved = phase_result(tmp_path / "elsewhere", "1")
     assert moved["checkpoint"] == str(tmp_path / "elsewhere" / "weights" / "phase1" / "p1.pth")
     assert __import__("pathlib").Path(moved["checkpoint"]).is_file()
+
+
+def test_notebook_kernels_run_with_the_pinned_cpu_kernels(tmp_path, monkeypatch) -> None:
+    from ffcore.cpu_kernels import CpuKernels
+
+    for name in CpuKernels().variables():
+        monkeypatch.delenv(name, raising=False)
+    nb_dir = tmp_path / "nbs"
+    nb_dir.mkdir()
+    probe = (
+        "import os, pathlib, torch\n"
+        "pathlib.Path(run_dir, 'kernels.txt').write_text("
+        "os.environ.get('ONEDNN_MAX_CPU_ISA', '-') + ' ' + torch.backends.cpu.get_cpu_capability())"
+    )
+    _write_notebook(nb_dir / "k.ipynb", probe)
+    _run(nb_dir, tmp_path / "pinned", ("k",))
+    assert (tmp_path / "pinned" / "kernels.txt").read_text() == "AVX2 AVX2"
+    _run(nb_dir, tmp_path / "native", ("k",), cpu_kernels=CpuKernels("native"))
+    assert (tmp_path / "native" / "kernels.txt").read_text().startswith("- ")
+    assert "ONEDNN_MAX_CPU_ISA" not in os.environ  # this process untouched

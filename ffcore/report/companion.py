@@ -181,7 +181,8 @@ def build_companion(
         for f in src.iterdir():
             if f.is_file() and f.stem != COMPANION and f.name != f"{INDEX}.tex":
                 (figs / f.name).symlink_to(f.resolve())
-        (figs / f"{INDEX}.tex").write_text(latex_index(figs))  # the folder's list, fresh
+        # the folder's list, fresh; the numbers get their own section below
+        (figs / f"{INDEX}.tex").write_text(latex_index(figs, numbers=False))
         tex = companion_tex(figs, profile, commit, dirty, date)
         (build / f"{COMPANION}.tex").write_text(tex)
         for _ in range(2):  # the second pass resolves the contents and longtable widths

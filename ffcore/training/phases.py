@@ -17,6 +17,7 @@ from ffcore.profiles import get_profile
 from ffcore.schedule import PHASE_ORDER, get_phase
 from ffcore.training import handover
 from ffcore.training.engine import FitResult, completed_phase, fit_phase
+from ffcore.training.model_card import write_model_card
 from ffcore.training.start import LATEST
 
 
@@ -63,6 +64,8 @@ def run_phases(
                         f"{held['epochs']})")  # fmt: skip
                     step = dataclasses.replace(step, resume_net=str(latest), backbone_init=None)
         result = fit_phase(step, overwrite=overwrite)
+        if result.checkpoint is not None:  # the phase's final checkpoint: its card beside it
+            write_model_card(result.checkpoint)
         if report is not None:
             report(result)
         results.append(result)
