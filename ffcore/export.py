@@ -11,7 +11,9 @@ The exported graph (opset 19, one self-contained file) has one input and three o
 The SSH's modulated deformable convs become ONNX ``DeformConv`` nodes (mask input = DCNv2);
 ``export_onnx`` counts them and fails if any deformable conv of the model is missing from the
 graph, so none is ever dropped silently. The exporter's per-node provenance metadata (stack
-traces naming local paths) is stripped. The export goes through ``torch.onnx.export(...,
+traces naming local paths) is stripped; nodes and tensors are named by module instead
+(``ort_group_times`` reads onnxruntime's profile per module group), and the BatchNorms after
+DeformConv are folded into it (``fold``). The export goes through ``torch.onnx.export(...,
 dynamo=True)``: the legacy TorchScript exporter cannot translate ``torchvision::deform_conv2d``.
 """
 
