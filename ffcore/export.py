@@ -643,6 +643,7 @@ def quantize_int8(src: str | Path, dst: str | Path, calibration: list[np.ndarray
     proto = onnx.load(str(tmp))
     tmp.unlink()
     _int8_weights_for_float_nodes(proto, _KEEP_FLOAT)
+    del proto.graph.value_info[:]  # intermediate shapes: 10 KB that onnxruntime infers itself
     _shorten_names(proto)
     onnx.save(proto, str(dst))
     return dst
