@@ -11,7 +11,9 @@ The exported graph (opset 19, one self-contained file) has one input and three o
 The SSH's modulated deformable convs become ONNX ``DeformConv`` nodes (mask input = DCNv2);
 ``export_onnx`` counts them and fails if any deformable conv of the model is missing from the
 graph, so none is ever dropped silently. The exporter's per-node provenance metadata (stack
-traces naming local paths) is stripped. The export goes through ``torch.onnx.export(...,
+traces naming local paths) is stripped; nodes and tensors are named by module instead
+(``ort_group_times`` reads onnxruntime's profile per module group), and the BatchNorms after
+DeformConv are folded into it (``fold``). The export goes through ``torch.onnx.export(...,
 dynamo=True)``: the legacy TorchScript exporter cannot translate ``torchvision::deform_conv2d``.
 """
 
@@ -95,14 +97,120 @@ def op_counts(path: str | Path) -> Counter[str]:
     return Counter(node.op_type for node in onnx.load(str(path)).graph.node)
 
 
-def _strip_node_metadata(path: Path) -> None:
+def _module_path(node) -> str:
+    """The module that emitted ``node`` (``"neck_attention.0.channel.conv"``), from the
+    exporter's ``pkg.torch.onnx.name_scopes`` metadata; "" for the wrapper's own nodes."""
+    import ast
+
+    meta = {p.key: p.value for p in node.metadata_props}
+    try:
+        scopes = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
+    except (ValueError, SyntaxError):
+        return ""
+    modules = [s for s in scopes[:-1] if s.startswith("model.")]  # last scope: the op itself
+    return modules[-1].removeprefix("model.") if modules else ""
+
+
+def _name_nodes_by_module(proto) -> None:
+    """Name every node ``<module path>/<op type>_<k>`` (``backbone.stage1.0.0/Conv_3``) and its
+    output tensors ``<module path>/<name>``, so that onnxruntime's profile, whose events carry
+    node names, maps time to modules (``ort_group_times``): the nodes its layout transformer
+    creates are named after their output tensor. The graph's input and outputs keep their names."""
+    keep = {i.name for i in proto.graph.input} | {o.name for o in proto.graph.output}
+    renamed: dict[str, str] = {}
+    for k, node in enumerate(proto.graph.node):
+        path = _module_path(node)
+        node.name = f"{path}/{node.op_type}_{k}"
+        for j, name in enumerate(node.output):
+            if name and name not in keep:
+                renamed[name] = node.output[j] = f"{path}/{name}"
+    for node in proto.graph.node:
+        node.input[:] = [renamed.get(n, n) for n in node.input]
+    for vi in proto.graph.value_info:
+        vi.name = renamed.get(vi.name, vi.name)
+
+
+def _strip_node_metadata(proto) -> None:
     """Drop the exporter's per-node provenance (FX node text, Python stack traces with this
     machine's paths): a fifth of the file, and nothing a runtime reads."""
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+
+
+def _fold_batchnorms(proto) -> int:
+    """Fold every inference BatchNormalization that follows a Conv or DeformConv (whose output
+    it alone reads) into that node's weight and bias. The exporter folds Conv -> BN itself but
+    not DeformConv -> BN, and onnxruntime cannot either (DeformConv is no Conv to its fusions):
+    each SSH branch kept a BatchNormalization node, a float tensor for int8 and a pass over
+    the map. Returns the number of nodes folded."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in proto.graph.initializer}
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    readers = Counter(i for n in proto.graph.node for i in n.input)
+    outputs = {o.name for o in proto.graph.output}
+    bias_slot = {"Conv": 2, "DeformConv": 3}
+    folded = []
+    for bn in proto.graph.node:
+        if bn.op_type != "BatchNormalization" or len(bn.output) != 1:
+            continue
+        conv = producer.get(bn.input[0])
+        if (
+            conv is None
+            or conv.op_type not in bias_slot
+            or readers[bn.input[0]] != 1
+            or bn.input[0] in outputs
+            or not all(name in inits for name in bn.input[1:5])
+            or conv.input[1] not in inits
+        ):
+            continue
+        slot = bias_slot[conv.op_type]
+        has_bias = len(conv.input) > slot and conv.input[slot] != ""
+        if has_bias and conv.input[slot] not in inits:
+            continue
+        eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
+        gamma, beta, mean, var = (numpy_helper.to_array(inits[n]) for n in bn.input[1:5])
+        scale = gamma / np.sqrt(var + eps)
+        w = numpy_helper.to_array(inits[conv.input[1]])
+        b = numpy_helper.to_array(inits[conv.input[slot]]) if has_bias else np.zeros_like(mean)
+        new_w = (w * scale.reshape(-1, *[1] * (w.ndim - 1))).astype(w.dtype)
+        new_b = ((b - mean) * scale + beta).astype(w.dtype)
+        w_name, b_name = conv.input[1] + "_bnfold", conv.input[1] + "_bnfold_bias"
+        proto.graph.initializer.extend(
+            [numpy_helper.from_array(new_w, w_name), numpy_helper.from_array(new_b, b_name)]
+        )
+        inputs = list(conv.input) + [""] * max(0, slot + 1 - len(conv.input))
+        inputs[1], inputs[slot] = w_name, b_name
+        conv.input[:] = inputs
+        conv.output[0] = bn.output[0]
+        folded.append(bn)
+    for bn in folded:
+        proto.graph.node.remove(bn)
+    _drop_unused_initializers(proto)
+    produced = {o for n in proto.graph.node for o in n.output}
+    keep_info = [vi for vi in proto.graph.value_info if vi.name in produced]
+    del proto.graph.value_info[:]
+    proto.graph.value_info.extend(keep_info)
+    return len(folded)
+
+
+def _drop_unused_initializers(proto) -> None:
+    used = {i for n in proto.graph.node for i in n.input} | {o.name for o in proto.graph.output}
+    keep = [t for t in proto.graph.initializer if t.name in used]
+    del proto.graph.initializer[:]
+    proto.graph.initializer.extend(keep)
+
+
+def _lean_graph(path: Path, fold: bool) -> None:
+    """The post-export passes on the file at ``path``: nodes named by module, metadata
+    stripped, and with ``fold`` the BatchNorms after DeformConv folded (``_fold_batchnorms``)."""
     import onnx
 
     proto = onnx.load(str(path))
-    for node in proto.graph.node:
-        del node.metadata_props[:]
+    _name_nodes_by_module(proto)
+    _strip_node_metadata(proto)
+    if fold:
+        _fold_batchnorms(proto)
     onnx.save(proto, str(path))
 
 
@@ -112,8 +220,12 @@ def export_onnx(
     image_size: int | tuple[int, int] = 640,
     dynamic: bool = False,
     opset: int = OPSET,
+    fold: bool = True,
 ) -> ExportResult:
     """Export ``model`` (in eval mode, on CPU) to ``out_path``.
+
+    ``fold`` (default): BatchNorms folded into the DeformConv before them (``_fold_batchnorms``;
+    the exporter already folds those after a Conv); False keeps the graph as exported.
 
     ``dynamic=False``: the input is fixed at ``image_size`` with batch 1. ``dynamic=True``: batch,
     height and width are free (height and width multiples of 32); ``image_size`` is only the
@@ -154,7 +266,7 @@ def export_onnx(
             program.save(str(out_path), external_data=False)
     finally:
         model.to(device)
-    _strip_node_metadata(out_path)
+    _lean_graph(out_path, fold)
     ops = op_counts(out_path)
     if ops["DeformConv"] != expected:
         raise RuntimeError(
@@ -205,6 +317,91 @@ def onnx_session(path: str | Path, threads: int | None = None):
             f"{path}: not a readable ONNX model (truncated or not ONNX?): "
             f"{type(exc).__name__}: {reason[:300]}"
         ) from None
+
+
+def optimized_op_counts(path: str | Path) -> Counter[str]:
+    """Node types of the graph onnxruntime's CPU provider actually runs (its optimized model,
+    ``SessionOptions.optimized_model_filepath``, at the default level: fusions included)."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        opt = Path(tmp) / "optimized.onnx"
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(opt)
+        options.log_severity_level = 3
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return op_counts(opt)
+
+
+def _node_group(name: str, groups: tuple[str, ...]) -> str:
+    """Module group of a profiled node name ``<module path>/<op>_<k>[_suffix]`` (see
+    ``_name_nodes_by_module``); nodes onnxruntime adds itself (layout reorders) and the
+    wrapper's softmax are "other"."""
+    if "/" not in name:
+        return "other"
+    head = name.split("/", 1)[0].split(".", 1)[0]
+    return head if head in groups else "other"
+
+
+def ort_group_times(
+    onnx_path: str | Path,
+    image_size: int | tuple[int, int] = 640,
+    rounds: int = 10,
+    threads: int = 1,
+    groups: tuple[str, ...] | None = None,
+) -> dict[str, float]:
+    """Milliseconds per run that onnxruntime spends in each module group of an ``export_onnx``
+    file (``ffcore.models.detector.MODULE_GROUPS``, plus "other" for the nodes onnxruntime
+    inserts, e.g. layout reorders, and the final softmax), from its profiler: the kernel time of
+    every node, summed per group, over ``rounds`` runs after one warm-up run on a random input
+    of ``image_size`` (ignored when the file has a fixed size). A fused node counts for the
+    module of the node it was named after. "total" is the sum of the groups."""
+    import json
+
+    import onnxruntime as ort
+
+    from ffcore.models.detector import MODULE_GROUPS
+
+    groups = tuple(MODULE_GROUPS if groups is None else groups)
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    path = Path(onnx_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: ONNX file not found")
+    session = onnx_session(path, threads)  # checks the file; the profiled session follows
+    shape = session.get_inputs()[0].shape
+    h, w = _size_hw(image_size)
+    dims = [
+        d if isinstance(d, int) and d > 0 else default
+        for d, default in zip(shape, (1, 3, h, w), strict=True)
+    ]
+    x = np.random.default_rng(0).standard_normal(dims).astype(np.float32)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session.run(None, {INPUT_NAME: x})  # warm-up, not profiled
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "ort")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        for _ in range(rounds + 1):
+            session.run(None, {INPUT_NAME: x})
+        events = json.loads(Path(session.end_profiling()).read_text())
+    runs = [e for e in events if e.get("name") == "model_run"]
+    first_end = runs[0]["ts"] + runs[0]["dur"] if runs else 0  # the first run warms caches
+    out = dict.fromkeys((*groups, "other"), 0.0)
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= first_end:
+            out[_node_group(e["name"].removesuffix("_kernel_time"), groups)] += e["dur"] / 1e3
+    out = {k: v / rounds for k, v in out.items()}
+    out["total"] = sum(out.values())
+    return out
 
 
 class OnnxModel(nn.Module):
@@ -446,6 +643,7 @@ def quantize_int8(src: str | Path, dst: str | Path, calibration: list[np.ndarray
     proto = onnx.load(str(tmp))
     tmp.unlink()
     _int8_weights_for_float_nodes(proto, _KEEP_FLOAT)
+    del proto.graph.value_info[:]  # intermediate shapes: 10 KB that onnxruntime infers itself
     _shorten_names(proto)
     onnx.save(proto, str(dst))
     return dst
