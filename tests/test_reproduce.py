@@ -160,3 +160,25 @@ def test_phase_result_and_evaluation_paths_survive_a_move(tmp_path) -> None:
     moved = phase_result(tmp_path / "elsewhere", "1")
     assert moved["checkpoint"] == str(tmp_path / "elsewhere" / "weights" / "phase1" / "p1.pth")
     assert __import__("pathlib").Path(moved["checkpoint"]).is_file()
+
+
+def test_a_deleted_export_reruns_its_notebook(tmp_path, capsys) -> None:
+    nb_dir = tmp_path / "nbs"
+    nb_dir.mkdir()
+    _write_notebook(
+        nb_dir / "c.ipynb",
+        "import pandas as pd\nfrom ffcore.report import figures\n"
+        "from ffcore.report.provenance import RunInfo\n"
+        "info = RunInfo.create('c', {'step': step}, profile)\n"
+        "figures.save_table(pd.DataFrame({'x': [step]}), 'out', f'{run_dir}/figs', provenance=info)",
+    )
+    run = tmp_path / "run"
+    assert _run(nb_dir, run, ("c",)).executed == ["c"]
+    assert _run(nb_dir, run, ("c",)).skipped == ["c"]
+    (run / "figs" / "out.csv").unlink()
+    capsys.readouterr()
+    assert _run(nb_dir, run, ("c",)).executed == ["c"]
+    out = capsys.readouterr().out
+    assert "out.csv: file missing" in out  # the check printed before the run
+    assert "c: running (exported file(s) missing or edited: out.csv missing)" in out
+    assert (run / "figs" / "out.csv").is_file()
