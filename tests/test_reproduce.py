@@ -181,3 +181,25 @@ def test_notebook_kernels_run_with_the_pinned_cpu_kernels(tmp_path, monkeypatch)
     _run(nb_dir, tmp_path / "native", ("k",), cpu_kernels=CpuKernels("native"))
     assert (tmp_path / "native" / "kernels.txt").read_text().startswith("- ")
     assert "ONEDNN_MAX_CPU_ISA" not in os.environ  # this process untouched
+
+
+def test_a_deleted_export_reruns_its_notebook(tmp_path, capsys) -> None:
+    nb_dir = tmp_path / "nbs"
+    nb_dir.mkdir()
+    _write_notebook(
+        nb_dir / "c.ipynb",
+        "import pandas as pd\nfrom ffcore.report import figures\n"
+        "from ffcore.report.provenance import RunInfo\n"
+        "info = RunInfo.create('c', {'step': step}, profile)\n"
+        "figures.save_table(pd.DataFrame({'x': [step]}), 'out', f'{run_dir}/figs', provenance=info)",
+    )
+    run = tmp_path / "run"
+    assert _run(nb_dir, run, ("c",)).executed == ["c"]
+    assert _run(nb_dir, run, ("c",)).skipped == ["c"]
+    (run / "figs" / "out.csv").unlink()
+    capsys.readouterr()
+    assert _run(nb_dir, run, ("c",)).executed == ["c"]
+    out = capsys.readouterr().out
+    assert "out.csv: file missing" in out  # the check printed before the run
+    assert "c: running (exported file(s) missing or edited: out.csv missing)" in out
+    assert (run / "figs" / "out.csv").is_file()

@@ -198,7 +198,7 @@ def numbers_table_tex(path: str | Path) -> str:
 
 
 # -- README markers -------------------------------------------------------------------------------
-MARKER = re.compile(r"<!-- ff:([A-Za-z]+) -->(.*?)<!-- /ff -->", re.S)
+MARKER = re.compile(r"<!-- ff:([A-Za-z]+) -->([^<]*)<!-- /ff -->")  # never spans markers
 
 
 def markers(text: str) -> list[tuple[str, str]]:

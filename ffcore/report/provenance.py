@@ -122,6 +122,22 @@ class RunInfo:
             },
         )
 
+    @classmethod
+    def for_notebook(
+        cls,
+        notebook: str,
+        parameters: Mapping[str, Any],
+        profile: str,
+        data_root: str | os.PathLike[str] | None,
+        checkpoints: Iterable[str | os.PathLike[str]] = (),
+    ) -> RunInfo:
+        """``create`` for a notebook whose ``data_root`` None means the profile's synthetic
+        dataset (``ffcore.data.synthetic.ensure_dataset``)."""
+        from ffcore.data.synthetic import ensure_dataset
+
+        root = repo_path(data_root) if data_root is not None else ensure_dataset(profile=profile)
+        return cls.create(notebook, parameters, profile, data_root=root, checkpoints=checkpoints)
+
     def entry(self) -> dict[str, Any]:
         """The provenance of a file written now (without its own sha256)."""
         files = fp.loaded_ffcore_files()
