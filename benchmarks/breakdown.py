@@ -7,22 +7,27 @@ Each model runs eager (as built) and as ``ffcore.models.fuse.fuse_for_inference`
 (BatchNorm folded, channels-last, 1x1 convs as matmuls), all alternately on one input, with
 random weights (seed 0; latency does not depend on the values). Writes
 ``latency_breakdown.{csv,tex}`` (ms median and IQR, GMACs, ms per GMAC per group) and
-``latency_breakdown.{pdf,png}`` (stacked ms per group) into figures/. No ONNX Runtime column:
-``ffcore.export`` has no per-group ORT timing (``breakdown_table(onnx_ms=...)`` takes one).
+``latency_breakdown.{pdf,png}`` (stacked ms per group) into figures/, and the eager and
+onnxruntime ratios to RetinaFace-0.25 into figures/numbers.json. The ``onnx_ms`` column is
+onnxruntime's own profile of each model's fixed-size fp32 export per group
+(``ffcore.export.ort_group_times``; eager rows only, ``--no-onnx`` skips it).
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 from ffcore.models import build_model
 from ffcore.models.fuse import fuse_for_inference
 from ffcore.report.breakdown import GROUPS, breakdown_table, group_macs, group_times
-from ffcore.report.figures import add_source, new_figure, save_figure, save_table
+from ffcore.report.figures import add_source, legend_outside, new_figure, save_figure, save_table
 
+SOURCE = "benchmarks/breakdown.py"
 VARIANTS = {
     "eca_cbam": "ECA-CBAM",
     "cbam": "CBAM",
@@ -60,7 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reps", type=int, default=9)
     parser.add_argument("--out-dir", default=None, help="default: figures/")
+    parser.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime column")
     args = parser.parse_args(argv)
+    from ffcore.report.numbers import Numbers
+    from ffcore.report.provenance import RunInfo
+
+    run_info = RunInfo.create(SOURCE, vars(args), "random weights")
     torch.set_num_threads(args.threads)
     hw = (args.size, args.size)
     models, macs = {}, {}
@@ -71,14 +81,17 @@ def main(argv: list[str] | None = None) -> int:
         models[f"{label} (fused)"] = fuse_for_inference(model)
     x = torch.randn(1, 3, *hw, generator=torch.Generator().manual_seed(0))
     t0 = time.perf_counter()
-    table = breakdown_table(group_times(models, x, reps=args.reps), macs)
+    times = group_times(models, x, reps=args.reps)
+    onnx_ms = None if args.no_onnx else ort_times(models, hw, args.threads, args.reps)
+    table = breakdown_table(times, macs, onnx_ms)
     print(f"(timed in {time.perf_counter() - t0:.0f} s)")
     table["group"] = table["group"].map(GROUP_LABELS)
     print(table.to_string(float_format=lambda v: f"{v:8.2f}"))
     source = (
         f"random weights (seed 0), {cpu_name()}, {args.threads} thread(s), "
-        f"{args.size}x{args.size} batch 1, PyTorch {torch.__version__} eager, "
+        f"{args.size}x{args.size} batch 1,\nPyTorch {torch.__version__} eager, "
         f"median of {args.reps} alternating rounds"
+        + ("" if args.no_onnx else "; onnx_ms: onnxruntime's profile of the fp32 export")
     )
     save_table(
         table.set_index(["model", "group"]),
@@ -86,23 +99,61 @@ def main(argv: list[str] | None = None) -> int:
         args.out_dir,
         decimals=2,
         source=source,
+        provenance=run_info,
     )
+    fig = plot_breakdown(table, [*models], source)
+    save_figure(fig, "latency_breakdown", args.out_dir, provenance=run_info)
+    totals = table[table["group"] == "total"].set_index("model")["median_ms"]
+    ref = totals["RetinaFace-0.25 (eager)"]
+    numbers = Numbers(SOURCE, "random weights")
+    for name, ms in totals.items():
+        print(f"  {name:<26} {ms:8.1f} ms  {ms / ref:5.2f}x RetinaFace-0.25 eager")
+    for kind in ("eager", "fused"):
+        ratio = totals[f"ECA-CBAM ({kind})"] / ref
+        numbers.add(f"BreakdownEcaCbam{kind.title()}VsReference", ratio, "{:.2f}", "x",
+                    f"ECA-CBAM {kind} / RetinaFace-0.25 eager, total ms, one thread")  # fmt: skip
+    if onnx_ms is not None:
+        ratio = (
+            onnx_ms[("ECA-CBAM (eager)", "total")] / onnx_ms[("RetinaFace-0.25 (eager)", "total")]
+        )
+        print(f"  onnxruntime: ECA-CBAM / RetinaFace-0.25 = {ratio:.2f}x")
+        numbers.add("BreakdownEcaCbamOnnxVsReference", ratio, "{:.2f}", "x",
+                    "ECA-CBAM / RetinaFace-0.25 in onnxruntime, profiled kernel time")  # fmt: skip
+    numbers.write(args.out_dir)
+    return 0
+
+
+def plot_breakdown(table, models: list[str], source: str):
+    """Stacked ms per group for each model (rows in ``models`` order), legend on the right."""
     wide = table.pivot(index="model", columns="group", values="median_ms")
     order = [GROUP_LABELS[g] for g in (*GROUPS, "other")]
-    wide = wide.reindex(index=list(models), columns=order)
-    fig, ax = new_figure("full", aspect=0.45)
-    wide.plot.barh(stacked=True, ax=ax, width=0.75)
+    wide = wide.reindex(index=models, columns=[c for c in order if c in wide.columns])
+    fig, ax = new_figure("full", aspect=0.55)
+    wide.plot.barh(stacked=True, ax=ax, width=0.75, legend=False)
     ax.invert_yaxis()
     ax.set_xlabel("ms per image (median)")
     ax.set_ylabel("")
-    ax.legend(fontsize=6, ncols=5, loc="upper center", bbox_to_anchor=(0.5, -0.18))
+    legend_outside(ax)
     add_source(fig, source)
-    save_figure(fig, "latency_breakdown", args.out_dir)
-    totals = table[table["group"] == "total"].set_index("model")["median_ms"]
-    ref = totals["RetinaFace-0.25 (eager)"]
-    for name, ms in totals.items():
-        print(f"  {name:<26} {ms:8.1f} ms  {ms / ref:5.2f}x RetinaFace-0.25 eager")
-    return 0
+    return fig
+
+
+def ort_times(
+    models: dict, hw: tuple[int, int], threads: int, rounds: int
+) -> dict[tuple[str, str], float]:
+    """onnxruntime ms per (model, group) for the eager models (their fixed-size fp32 export)."""
+    from ffcore.export import export_onnx, ort_group_times
+
+    found = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, model in models.items():
+            if not name.endswith("(eager)"):
+                continue
+            path = Path(tmp) / "model.onnx"
+            export_onnx(model, path, image_size=hw)
+            for group, ms in ort_group_times(path, hw, rounds=rounds, threads=threads).items():
+                found[(name, group)] = ms
+    return found
 
 
 if __name__ == "__main__":
