@@ -127,6 +127,8 @@ def run_phase(
     settings.update({k: v for k, v in overrides.items() if v is not None})
     config = TrainConfig(phase=phase.id, resume_net=start, backbone_init=init, **settings)
     result = fit_phase(config, overwrite=overwrite)
+    if result.checkpoint is not None:  # the phase's final checkpoint: its card beside it
+        write_model_card(result.checkpoint)
     handover.write_result(
         run,
         result,
