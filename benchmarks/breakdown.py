@@ -88,10 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     table["group"] = table["group"].map(GROUP_LABELS)
     print(table.to_string(float_format=lambda v: f"{v:8.2f}"))
     source = (
-        f"random weights (seed 0), {cpu_name()}, {args.threads} thread(s), "
-        f"{args.size}x{args.size} batch 1,\nPyTorch {torch.__version__} eager, "
-        f"median of {args.reps} alternating rounds"
-        + ("" if args.no_onnx else "; onnx_ms: onnxruntime's profile of the fp32 export")
+        f"random weights (seed 0), {args.threads} thread(s), {args.size}x{args.size} batch 1,"
+        f"\n{cpu_name()}, PyTorch {torch.__version__} eager, median of {args.reps} alternating"
+        " rounds" + ("" if args.no_onnx else ";\nonnx_ms: onnxruntime's profile of the fp32 export")
     )
     save_table(
         table.set_index(["model", "group"]),
@@ -131,6 +130,7 @@ def plot_breakdown(table, models: list[str], source: str):
     fig, ax = new_figure("full", aspect=0.55)
     wide.plot.barh(stacked=True, ax=ax, width=0.75, legend=False)
     ax.invert_yaxis()
+    ax.grid(axis="y", visible=False)  # horizontal lines beside the bars read as whiskers
     ax.set_xlabel("ms per image (median)")
     ax.set_ylabel("")
     legend_outside(ax)

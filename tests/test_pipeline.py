@@ -38,6 +38,8 @@ def test_smoke_reproduction(tmp_path) -> None:
         assert phase_result["phase"] == phase and phase_result["epochs"] == 2
         assert phase_result["checkpoint"].endswith(f"weights/phase{phase}/phase{phase}_epoch_2.pth")
         assert phase_result["started_from"] == previous
+        card = (run / phase_result["checkpoint"]).parent / "model_card.md"  # beside its checkpoint
+        assert "- trained on synthetic data: yes" in card.read_text(), card
         assert phase_result["probe_losses"][-1] < phase_result["probe_losses"][0]
         history = pd.read_csv(phase_result["history_csv"])
         assert history.lr.iloc[0] == pytest.approx(PHASES[phase].lr)
