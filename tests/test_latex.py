@@ -59,6 +59,16 @@ def test_all_figures_is_generated_from_the_folder(tmp_path) -> None:
     )
 
 
+def test_a_multi_line_source_stays_one_comment_line(tmp_path) -> None:
+    """A source of two lines (as the latency breakdown's) is one ``%`` line in the .tex: a
+    second line would be read as LaTeX ("Missing $ inserted" at its underscore)."""
+    figures.save_table(pd.DataFrame({"a": [1]}), "t", tmp_path, source="1 thread\nonnx_ms: ort")
+    lines = (tmp_path / "t.tex").read_text().splitlines()
+    assert lines[0] == "% source: 1 thread onnx_ms: ort"
+    assert lines[1].startswith(r"\begin{tabular}")
+    assert "(source: 1 thread onnx\\_ms: ort)" in (tmp_path / "all_figures.tex").read_text()
+
+
 def test_committed_all_figures_lists_every_figure_and_table() -> None:
     """A figure or table added to figures/ without regenerating all_figures.tex fails here."""
     assert (FIGURES_DIR / "all_figures.tex").read_text() == figures.latex_index(FIGURES_DIR)

@@ -178,7 +178,9 @@ def print_problems(fig) -> list[str]:
     drawn = fig.get_tightbbox(fig.canvas.get_renderer())  # inches; what is drawn
     tol = 0.02
     if drawn.x0 < -tol or drawn.y0 < -tol or drawn.x1 > width + tol:
-        problems.append(f"drawn from {drawn.x0:.2f} to {drawn.x1:.2f} in: outside the page")
+        problems.append(
+            f"drawn from ({drawn.x0:.2f}, {drawn.y0:.2f}) to {drawn.x1:.2f} in (x, y): outside the page"
+        )
     if drawn.y1 > fig.get_figheight() + tol:
         problems.append(f"drawn up to {drawn.y1:.2f} in, above the page")
     return problems
@@ -467,7 +469,8 @@ def save_table(
     out.mkdir(parents=True, exist_ok=True)
     csv, tex = out / f"{name}.csv", out / f"{name}.tex"
     df.to_csv(csv, index=index)
-    comment = f"% source: {source}\n" if source else ""
+    # one comment line (a second line of a multi-line source would be read as LaTeX)
+    comment = f"% source: {' '.join(source.splitlines())}\n" if source else ""
     tex.write_text(comment + latex_table(df, decimals=decimals, index=index))
     if provenance is not None:
         from ffcore.report.provenance import record
