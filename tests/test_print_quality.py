@@ -136,6 +136,10 @@ def test_figure_functions_print_at_thesis_size(tmp_path) -> None:
     results = pd.DataFrame(rows)
     _check(study.plot_study(results, study.summarize(results), "study profile, synthetic data"))
     _check(study.plot_forest(study.paired_differences(results), "study profile, synthetic data"))
+    # one comparison, one seed (what the CI study test trains): the legend is taller than
+    # three rows of intervals, and must still fit on the page
+    one = results[results.configuration.isin(("none", "eca_cbam_phased")) & (results.seed == 0)]
+    _check(study.plot_forest(study.paired_differences(one), "study profile, synthetic data"))
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")

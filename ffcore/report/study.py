@@ -615,7 +615,8 @@ def plot_forest(diffs: pd.DataFrame, source: str):
     comparison, a colour per subset): mean, 95 % t interval, a zero line; a filled marker where
     the Holm-adjusted p is below ALPHA, open otherwise, and the Holm p printed at the right."""
     labels = list(dict.fromkeys(diffs["comparison"]))
-    fig, ax = figures.new_figure("full", 0.08 + 0.026 * len(diffs) + 0.012 * len(labels))
+    # at least 0.36 of the width high: the legend (up to five entries) must fit beside the axes
+    fig, ax = figures.new_figure("full", max(0.36, 0.08 + 0.026 * len(diffs) + 0.012 * len(labels)))
     y, ticks = 0.0, []
     offsets = dict(zip(SUBSETS, (0.27, 0.0, -0.27), strict=True))  # easy on top
     for label in labels:
