@@ -203,3 +203,17 @@ def test_a_deleted_export_reruns_its_notebook(tmp_path, capsys) -> None:
     assert "out.csv: file missing" in out  # the check printed before the run
     assert "c: running (exported file(s) missing or edited: out.csv missing)" in out
     assert (run / "figs" / "out.csv").is_file()
+
+
+def test_recorded_checkpoints_lists_the_phases_that_ran(tmp_path) -> None:
+    """Only the phases with a result.json, in phase order (notebook 06 records these as the
+    checkpoints its exports depend on; a run of phase 3 alone must not fail there)."""
+    from ffcore.training.handover import recorded_checkpoints
+
+    run = tmp_path / "run"
+    for folder, name in (("05_phase3", "p3.pth"), ("02_phase1", "p1.pth")):
+        (run / folder).mkdir(parents=True)
+        (run / folder / "result.json").write_text(json.dumps({"checkpoint": name}))
+    assert recorded_checkpoints(run) == {"1": str(run / "p1.pth"), "3": str(run / "p3.pth")}
+    assert list(recorded_checkpoints(run)) == ["1", "3"]
+    assert recorded_checkpoints(tmp_path / "empty") == {}

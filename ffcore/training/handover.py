@@ -45,6 +45,18 @@ def phase_result(run_dir: str | os.PathLike[str], phase_id: str) -> dict[str, An
     return data
 
 
+def recorded_checkpoints(run_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """Phase id -> final checkpoint, in phase order, of the phases whose notebook has written
+    its ``result.json`` under ``run_dir`` (a phase not run yet is left out)."""
+    from ffcore.schedule import PHASE_ORDER
+
+    return {
+        pid: phase_result(run_dir, pid)["checkpoint"]
+        for pid in PHASE_ORDER
+        if result_path(run_dir, pid).is_file()
+    }
+
+
 def previous_checkpoint(run_dir: str | os.PathLike[str], phase_id: str) -> str | None:
     """The final checkpoint written by the previous phase's notebook (None for phase 1)."""
     previous = get_phase(phase_id).starts_from
