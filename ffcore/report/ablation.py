@@ -165,11 +165,13 @@ def plot_ap_by_phase(ap: pd.DataFrame, source: str | None = None):
     top = float(np.nanmax(values)) if np.isfinite(values).any() else 1.0
     targets = np.array([100 * AP_TARGETS[s] for s in subsets])
     show_targets = bool(targets.max() <= 2 * top)
+    upright = len(ap.index) > 2  # "100" is wider than a bar of four: labels run upwards
     for i, pid in enumerate(ap.index):
         bars = ax.bar(x - 0.1 + (i - (len(ap.index) - 1) / 2) * width, values[i], width,
                       label=f"phase {pid} ({PHASES[pid].attention_label})",
                       color=figures.PHASE_COLORS[pid])  # fmt: skip
-        ax.bar_label(bars, fmt="%.0f", fontsize=figures.MIN_FONT_PT, padding=1)
+        ax.bar_label(bars, fmt="%.0f", fontsize=figures.MIN_FONT_PT, padding=1.5,
+                     rotation=90 if upright else 0)  # fmt: skip
     limit = max(top, targets.max() if show_targets else 0.0)
     if show_targets:
         ax.plot(x + 0.38, targets, "D", color="black", ms=5, ls="none", label=TARGET_LABEL)
@@ -180,7 +182,7 @@ def plot_ap_by_phase(ap: pd.DataFrame, source: str | None = None):
     ax.set_ylabel("AP (%)")
     ax.set_ylim(0, min(100.0, limit * 1.15) if limit > 0 else 1.0)
     if min(100.0, limit * 1.15) >= 100.0:
-        ax.set_ylim(0, 108)  # room for the labels of bars near 100
+        ax.set_ylim(0, 118 if upright else 108)  # room for the labels of bars near 100
     figures.legend_outside(ax)
     figures.add_source(fig, source)
     return fig
@@ -251,6 +253,9 @@ def plot_attention(
             bottom.bar(np.arange(len(m.channel)), m.channel, width=1.0,
                        color=figures.PHASE_COLORS[pid])  # fmt: skip
             bottom.set_ylim(0, 1)
+            # fixed ticks: the automatic ones changed with the axis height after the layout
+            # was made ("1.0" -> "1.00"), which pushed the y label off the page
+            bottom.set_yticks([0, 0.5, 1])
             bottom.set_title(f"phase {pid}: ECA weights")
         else:
             bottom.text(0.5, 0.5, "ECA off", transform=bottom.transAxes, ha="center")
