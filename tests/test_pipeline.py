@@ -93,9 +93,7 @@ def test_smoke_reproduction(tmp_path) -> None:
         for s in committed
     ), committed
     generated = {"preamble", "all_figures", "numbers", "numbers_table", "provenance"}
-    assert made - stems - generated == set(), (
-        "produced but not documented in figures/README.md"
-    )
+    assert made - stems - generated == set(), "produced but not documented in figures/README.md"
 
 
 def _image_outputs(path) -> int:
