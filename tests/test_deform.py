@@ -166,3 +166,52 @@ def test_set_deform_kernel_forces_torchvision(monkeypatch):
     assert "kernel" not in str(list(ssh.state_dict()))
     with pytest.raises(ValueError, match="kernel must be"):
         deform.set_deform_kernel(ssh, "cuda")
+
+
+@pytest.mark.parametrize(
+    ("b", "c", "o", "h", "w", "padding", "offset_scale"),
+    [(2, 5, 4, 7, 9, 1, 1.5), (3, 4, 6, 5, 4, 1, 10.0), (2, 3, 5, 6, 5, 0, 2.0)],
+)
+def test_inference_path_matches_torchvision(b, c, o, h, w, padding, offset_scale):
+    """Without autograd the product S @ z is a weighted gather-sum (embedding_bag), not the CSR
+    product: the same numbers, float64 and float32 (where z is oneDNN's 1x1 conv)."""
+    x, offset, mask, weight = (t.detach() for t in _inputs(b, c, o, h, w, padding, offset_scale))
+    ref = deform_conv2d(x, offset, weight, padding=(padding, padding), mask=mask)
+    with torch.no_grad():
+        got = fast_modulated_deform_conv2d(x, offset, mask, weight, padding)
+        got32 = fast_modulated_deform_conv2d(
+            *(t.float() for t in (x, offset, mask, weight)), padding
+        )
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(got32, ref.float(), rtol=1e-4, atol=1e-4)
+
+
+def test_sampling_with_int64_indices_is_the_int32_sampling():
+    """z beyond 2**31 rows switches the indices to int64; the sampling is the same."""
+    _, offset, mask, _ = (t.detach() for t in _inputs(2, 3, 3, 6, 7, 1, 3.0))
+    i32, c32 = deform._sampling(offset, mask, 6, 7, 3, 1, torch.int32)
+    i64, c64 = deform._sampling(offset, mask, 6, 7, 3, 1, torch.int64)
+    assert i32.dtype == torch.int32 and i64.dtype == torch.int64
+    assert torch.equal(i32.long(), i64) and torch.equal(c32, c64)
+    # every index is a row of z (B * (H+2) * (W+2) * K rows), zero-weighted where clamped
+    assert int(i64.min()) >= 0 and int(i64.max()) < 2 * 8 * 9 * 9
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), 1e30])
+def test_non_finite_offsets_never_read_outside_z(bad):
+    """A diverging run feeds NaN/inf offsets: every index must stay a row of z (an index out of
+    range would read past the buffer; torchvision's CPU kernel itself crashes on NaN). Only the
+    output pixel of the bad offsets may change."""
+    x, offset, mask, weight = (t.detach() for t in _inputs(1, 3, 2, 5, 6, 1, 1.0))
+    good = offset.clone()
+    good[0, :, 1, 2] = 0.0
+    offset[0, :, 1, 2] = bad
+    index, _ = deform._sampling(offset, mask, 5, 6, 3, 1, torch.int32)
+    assert int(index.min()) >= 0 and int(index.max()) < 7 * 8 * 9
+    ref = deform_conv2d(x, good, weight, padding=(1, 1), mask=mask)
+    others = torch.ones_like(ref, dtype=torch.bool)
+    others[0, :, 1, 2] = False
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            y = fast_modulated_deform_conv2d(x, offset.clone().requires_grad_(grad), mask, weight)
+        torch.testing.assert_close(y.detach()[others], ref[others])

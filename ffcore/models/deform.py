@@ -13,10 +13,13 @@ the same coordinates for every channel, so the weight can be applied first:
     z[b, q, k, :] = W[:, :, k] @ x[b, :, q]          one 1x1 conv with K*O output channels
     y[b, :, p]    = sum_k m_k(p) * bilinear(z[b, :, k, :], p + t_k + offset_k(p))
 
-The second line is a sparse matrix S (4 bilinear corners x K taps = 36 non-zeros per output
-pixel, in CSR layout) times z. With O <= C (every SSH conv) this gathers O instead of C values
-per corner. The gradients are: z and W by ordinary autograd; S^T @ grad_y for z (the same
-indices read as a CSC matrix); grad_y @ z^T sampled at S's non-zeros for the coefficients
+z is computed on x with a zero border of one pixel, so every bilinear corner of a point that
+torchvision samples is a row of z (the border rows are zero). The second line is a sparse
+matrix S (4 bilinear corners x K taps = 36 non-zeros per output pixel) times z. With O <= C
+(every SSH conv) this gathers O instead of C values per corner. Without autograd, S @ z is one
+weighted gather-sum per output pixel (``embedding_bag``) and z a oneDNN 1x1 conv. With autograd
+S is a CSR matrix: z and W get their gradients by ordinary autograd; S^T @ grad_y for z (the
+same indices read as a CSC matrix); grad_y @ z^T sampled at S's non-zeros for the coefficients
 (``torch.sparse.sampled_addmm``), from which autograd reaches the offsets and the mask.
 """
 
@@ -110,6 +113,68 @@ class _SparseRows(torch.autograd.Function):
         return grad_values, None, None, grad_z
 
 
+def _taps_by_pixel(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """z [B*(H+2)*(W+2)*K, O]: every tap's weight applied to every pixel of x with a zero
+    border of one pixel (rows ordered pixel, then tap), so any bilinear corner of a sampling
+    point inside (-1, H) x (-1, W) is a row of z, the border rows being zero."""
+    o, c, kh, kw = weight.shape
+    xp = F.pad(x, (1, 1, 1, 1)).contiguous(memory_format=torch.channels_last)
+    w_kc = weight.permute(2, 3, 0, 1).reshape(kh * kw * o, c)
+    if (
+        xp.device.type == "cpu"
+        and xp.dtype == torch.float32
+        and not (xp.requires_grad or weight.requires_grad)
+    ):
+        # Inference: the product as a 1x1 conv handed to oneDNN directly. (PyTorch's own 1x1
+        # dispatch picks its unfold path on one thread, and the BLAS matmul runs at half
+        # oneDNN's speed on the AMD CPUs measured; its backward is slower, so training keeps it.)
+        w1 = w_kc[:, :, None, None].contiguous(memory_format=torch.channels_last)
+        z = torch.mkldnn_convolution(xp, w1, None, [0, 0], [1, 1], [1, 1], 1)
+        return z.permute(0, 2, 3, 1).reshape(-1, o)
+    return (xp.permute(0, 2, 3, 1).reshape(-1, c) @ w_kc.t()).reshape(-1, o)
+
+
+def _sampling(
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    h: int,
+    w: int,
+    kw: int,
+    padding: int,
+    itype: torch.dtype = torch.int32,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sparse sampling matrix S of ``y = S @ z``: per output pixel 4 corners x K taps,
+    as (index into z's rows, coefficient = bilinear weight x mask), both [B, Ho, Wo, 4, K]
+    (corners (0,0), (0,1), (1,0), (1,1)). Laid out pixel-major, these are S's CSR non-zeros.
+
+    A point outside (-1, H) x (-1, W) reads nothing (torchvision's rule): its corners are put
+    on the border and weigh 0. No row of S holds a column twice (the corners of a
+    tap differ, and z has one row per tap). Indices are ``itype`` (int32 unless z has 2**31
+    rows or more: a third less time here and in the gather)."""
+    b, k, ho, wo = mask.shape
+    dev, dt = offset.device, offset.dtype
+    wp = w + 2
+    taps = torch.arange(k, device=dev, dtype=itype)
+    rows = torch.arange(ho, device=dev, dtype=dt) - padding
+    cols = torch.arange(wo, device=dev, dtype=dt) - padding
+    off = offset.permute(0, 2, 3, 1).reshape(b, ho, wo, k, 2)  # (dy, dx) pairs per tap
+    py = off[..., 0] + (rows[:, None, None] + (taps // kw).to(dt))  # [B, Ho, Wo, K]
+    px = off[..., 1] + (cols[:, None] + (taps % kw).to(dt))
+    y0, x0 = py.detach().floor(), px.detach().floor()
+    ly, lx = py - y0, px - x0  # differentiable fractional parts
+    inside = (y0 >= -1) & (y0 <= h - 1) & (x0 >= -1) & (x0 <= w - 1)
+    m = mask.permute(0, 2, 3, 1) * inside
+    # a point outside (or not a number) reads the border corner (-1, -1) with weight 0, so
+    # every index is a row of z whatever the offsets hold
+    y0, x0 = torch.where(inside, y0, -1.0).to(itype), torch.where(inside, x0, -1.0).to(itype)
+    first_row = torch.arange(b, device=dev, dtype=itype) * (h + 2)  # of each image in z
+    i00 = ((first_row[:, None, None, None] + y0 + 1) * wp + x0 + 1) * k + taps
+    index = torch.stack([i00, i00 + k, i00 + wp * k, i00 + (wp + 1) * k], dim=-2)
+    top, bottom, right = m - ly * m, ly * m, 1 - lx
+    coef = torch.stack([top * right, top * lx, bottom * right, bottom * lx], dim=-2)
+    return index, coef
+
+
 def fast_modulated_deform_conv2d(
     x: torch.Tensor,
     offset: torch.Tensor,
@@ -129,54 +194,23 @@ def fast_modulated_deform_conv2d(
             f"offset {tuple(offset.shape)} / mask {tuple(mask.shape)} do not match "
             f"[{b}, {2 * k}|{k}, {ho}, {wo}] (one offset group, stride 1)"
         )
-    dev, dt = x.device, x.dtype
-
-    # z[(b, q, k), o] = sum_c x[b, c, q] W[o, c, k], as a 1x1 conv (oneDNN beats a plain mm
-    # here) on channels_last memory, so that z's rows are (pixel, tap). Four zero rows are
-    # appended to every image: a bilinear corner outside the map reads one of them (one per
-    # corner, and z has one row per tap, so no CSR row holds a column twice).
-    hp = h + 4
-    xp = F.pad(x, (0, 0, 0, 4)).contiguous(memory_format=torch.channels_last)
-    w1x1 = weight.permute(2, 3, 0, 1).reshape(k * o, c, 1, 1)
-    z = F.conv2d(xp, w1x1).permute(0, 2, 3, 1).reshape(-1, o)  # [B*(H+4)*W*K, O]
-
-    # Sampling points of every (tap, output pixel), [B, K, Ho, Wo] like the offsets.
-    taps = torch.arange(k, device=dev)
-    rows = torch.arange(ho, device=dev, dtype=dt) - padding
-    cols = torch.arange(wo, device=dev, dtype=dt) - padding
-    off = offset.reshape(b, k, 2, ho, wo)
-    py = off[:, :, 0] + (rows[None, :, None] + (taps // kw).to(dt)[:, None, None])
-    px = off[:, :, 1] + (cols[None, None, :] + (taps % kw).to(dt)[:, None, None])
-    y0f, x0f = py.detach().floor(), px.detach().floor()
-    ly, lx = py - y0f, px - x0f  # differentiable fractional parts
-    y0, x0 = y0f.long(), x0f.long()
-
-    # Bilinear weights per axis (floor and floor + 1); a neighbour outside the map weighs 0
-    # and its corner reads a zero row of z.
-    m = mask.reshape(b, k, ho, wo)
-    vy = ((y0 >= 0) & (y0 < h), (y0 >= -1) & (y0 < h - 1))  # floor, floor + 1
-    vx = ((x0 >= 0) & (x0 < w), (x0 >= -1) & (x0 < w - 1))
-    wy = ((1 - ly) * m * vy[0], ly * m * vy[1])
-    wx = ((1 - lx) * vx[0], lx * vx[1])
-    row0 = ((torch.arange(b, device=dev) * hp)[:, None, None, None] + y0) * w
-    tap = taps[:, None, None]
-    index, coef = [], []
-    for dy in (0, 1):
-        for dx in (0, 1):
-            corner = (row0 + (dy * w + dx) + x0) * k + tap
-            zero_row = (h + 2 * dy + dx) * w * k + tap  # image 0, padding row h + corner
-            index.append(torch.where(vy[dy] & vx[dx], corner, zero_row))
-            coef.append(wy[dy] * wx[dx])
-    # Non-zeros ordered by output pixel (the CSR row), then tap, then corner.
-    col = torch.stack(index, -1).permute(0, 2, 3, 1, 4).reshape(-1)
-    values = torch.stack(coef, -1).permute(0, 2, 3, 1, 4).reshape(-1)
+    z = _taps_by_pixel(x, weight)  # [B*(H+2)*(W+2)*K, O]
     nnz_per_row = 4 * k
-    crow = torch.arange(0, b * ho * wo * nnz_per_row + 1, nnz_per_row, device=dev)
-
-    y = _SparseRows.apply(values, crow, col, z)  # [B*Ho*Wo, O]
-    y = y.reshape(b, ho, wo, o).permute(0, 3, 1, 2)
+    itype = torch.int32 if max(z.shape[0], b * ho * wo * nnz_per_row) < 2**31 else torch.int64
+    index, coef = _sampling(offset, mask, h, w, kw, padding, itype)
+    rows_end = torch.arange(
+        0, b * ho * wo * nnz_per_row + 1, nnz_per_row, device=x.device, dtype=itype
+    )
+    if torch.is_grad_enabled() and (coef.requires_grad or z.requires_grad):
+        y = _SparseRows.apply(coef.reshape(-1), rows_end, index.reshape(-1), z)
+    else:
+        # S @ z as one weighted gather-sum per output pixel (FBGEMM's kernel; no CSR build)
+        y = F.embedding_bag(
+            index.reshape(-1), z, rows_end[:-1], mode="sum", per_sample_weights=coef.reshape(-1)
+        )
+    y = y.reshape(b, ho, wo, o).permute(0, 3, 1, 2)  # [B, O, Ho, Wo], channels_last memory
     if x.is_contiguous(memory_format=torch.channels_last):
-        return y  # already channels_last in memory
+        return y
     return y.contiguous()
 
 
