@@ -8,7 +8,7 @@ from torch import nn
 
 from ffcore.models import build_model
 from ffcore.models.deform import ModulatedDeformConv
-from ffcore.models.fuse import fold_batchnorm, fuse_for_inference
+from ffcore.models.fuse import MergedDeformConv, fold_batchnorm, fuse_for_inference
 
 
 def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -71,13 +71,36 @@ def test_fused_copy_keeps_the_attention_switches() -> None:
     assert diff <= 1e-4
 
 
-@pytest.mark.parametrize(("channels_last", "pointwise"), [(False, False), (True, False)])
-def test_fused_copy_options_match_the_model(channels_last: bool, pointwise: bool) -> None:
+@pytest.mark.parametrize(
+    ("channels_last", "pointwise", "merge"),
+    [(False, False, True), (True, False, True), (True, True, False)],
+)
+def test_fused_copy_options_match_the_model(
+    channels_last: bool, pointwise: bool, merge: bool
+) -> None:
     torch.manual_seed(2)
     model = randomise(build_model("eca_cbam"))
-    fused = fuse_for_inference(model, channels_last, pointwise=pointwise)
+    fused = fuse_for_inference(model, channels_last, pointwise=pointwise, merge_predictors=merge)
+    merged = [m for m in fused.modules() if isinstance(m, MergedDeformConv)]
+    assert len(merged) == (15 if merge else 0)
     assert fused.channels_last is channels_last
     x = torch.randn(1, 3, 96, 128)
     with torch.no_grad():
         diff = max((a - b).abs().max() for a, b in zip(fused(x), model(x), strict=True))
     assert diff <= 1e-4
+
+
+def test_merged_predictors_compute_offset_and_mask_of_the_two_convs() -> None:
+    """One 27-channel conv: channels 0-17 are the offset conv's, 18-26 the mask conv's."""
+    torch.manual_seed(3)
+    conv = randomise(nn.Sequential(ModulatedDeformConv(5, 4)))[0]
+    with torch.no_grad():
+        conv.offset.bias.normal_()
+        conv.mask.bias.normal_()
+    merged = MergedDeformConv(conv)
+    x = torch.randn(2, 5, 7, 6)
+    with torch.no_grad():
+        predicted = merged.predictor(x)
+        assert torch.allclose(predicted[:, :18], conv.offset(x), atol=1e-6)
+        assert torch.allclose(predicted[:, 18:], conv.mask(x), atol=1e-6)
+        assert torch.allclose(merged(x), conv(x), atol=1e-5)

@@ -288,3 +288,29 @@ def test_image_paths_expand_folders_and_globs(tmp_path: Path) -> None:
     assert image_paths([str(tmp_path / "*.png"), tmp_path / "b.png"]) == [tmp_path / "b.png"]
     with pytest.raises(FileNotFoundError, match="nothing-here"):
         image_paths([tmp_path / "nothing-here*.jpg"])
+
+
+def test_detection_runs_the_fused_copy_and_finds_what_the_model_finds(
+    photo: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FeatherFace detects through its inference copy (made once per call, the model left
+    as it is); the detections are the model's own up to float rounding."""
+    from ffcore.models import build_model, fuse
+    from tests.test_fuse import randomise
+
+    torch.manual_seed(0)
+    model = randomise(build_model("eca_cbam"))
+    keys = list(model.state_dict())
+    made = []
+    real = fuse.fuse_for_inference
+    monkeypatch.setattr(fuse, "fuse_for_inference", lambda m: made.append(1) or real(m))
+    params = DetectParams(image_size=160, conf_threshold=0.5, keep_top_k=10)
+    fused = detect(model, photo, params)
+    assert made == [1] and list(model.state_dict()) == keys
+    plain = detect(model, photo, params, fuse=False)
+    assert made == [1] and len(plain) == 10
+    # the ten best: scores and boxes within float rounding (further down, this random model's
+    # many near-equal boxes tie at NMS, where rounding may keep another of two)
+    assert len(fused) == len(plain)
+    np.testing.assert_allclose(fused.scores, plain.scores, atol=1e-5)
+    np.testing.assert_allclose(fused.boxes, plain.boxes, atol=1e-3)

@@ -36,6 +36,7 @@ from ffcore.data.preprocess import image_to_tensor
 from ffcore.detection.box_coder import decode_boxes, decode_landmarks
 from ffcore.detection.priors import prior_boxes
 from ffcore.models.backbone import MAX_STRIDE
+from ffcore.models.fuse import for_inference
 from ffcore.models.modes import eval_mode
 
 STRIDE = MAX_STRIDE  # input sides are padded to a multiple of this
@@ -157,6 +158,7 @@ def detect_batch(
     *,
     device: str | torch.device | None = None,
     canvas: tuple[int, int] | None = None,
+    fuse: bool = True,
     **overrides: float | int | None,
 ) -> list[Detections]:
     """Detect faces in several HxWx3 uint8 BGR images with one forward pass.
@@ -168,12 +170,16 @@ def detect_batch(
     right edges, where it now borders the canvas' mean-colour fill instead of the convolutions'
     zero padding (BatchNorm shifts make the two differ after the first layer).
     ``params`` (default ``DetectParams()``) with ``overrides`` replacing some of its fields.
+    ``fuse``: a FeatherFace runs as its inference copy (``ffcore.models.fuse.for_inference``:
+    BatchNorm folded, channels-last; the same outputs up to float rounding); False runs the
+    model as it is.
     """
     params = (params or DetectParams()).with_overrides(**overrides)
     if len(images_bgr) == 0:
         return []
     preps = [_prepare(image, params.image_size) for image in images_bgr]
     dev = torch.device(device) if device is not None else _device_of(model)
+    model = for_inference(model) if fuse else model
     model.to(dev)
     with eval_mode(model), torch.inference_mode():
         return _detect_prepared(model, preps, params, dev, canvas)
@@ -225,15 +231,17 @@ def detect(
     params: DetectParams | None = None,
     *,
     device: str | torch.device | None = None,
+    fuse: bool = True,
     **overrides: float | int | None,
 ) -> Detections:
     """Detect faces in an HxWx3 uint8 BGR image (OpenCV order); see the module docstring.
 
     ``params`` (default ``DetectParams()``) with ``overrides`` replacing some of its fields, e.g.
     ``detect(model, image, conf_threshold=0.5)``. ``device`` None: the model's device; otherwise
-    the model is moved there. The model runs in eval mode (its mode is restored afterwards).
+    the model is moved there. The model runs in eval mode (its mode is restored afterwards),
+    as its inference copy unless ``fuse`` is False (see ``detect_batch``).
     """
-    return detect_batch(model, [image_bgr], params, device=device, **overrides)[0]
+    return detect_batch(model, [image_bgr], params, device=device, fuse=fuse, **overrides)[0]
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -291,6 +299,7 @@ def detect_files(
     on_error: Callable[[Path, Exception], None] | None = None,
     max_batch_pixels: int = MAX_BATCH_PIXELS,
     max_image_pixels: int = MAX_IMAGE_PIXELS,
+    fuse: bool = True,
 ) -> Iterator[tuple[Path, Detections]]:
     """(path, detections) for each image file, in order, up to ``batch_size`` images per forward
     pass (``detect_batch``); a tqdm bar over the images on stderr when ``progress``.
@@ -300,18 +309,21 @@ def detect_files(
     few GB of activations), so large images run in smaller batches, the largest alone; an image
     whose own input passes ``max_image_pixels`` (64 Mpx) is refused (resize it with
     ``image_size``). A file that cannot be read (or is refused) raises, or, with ``on_error``,
-    is handed to ``on_error(path, exception)`` and skipped: one bad file never sinks a batch."""
+    is handed to ``on_error(path, exception)`` and skipped: one bad file never sinks a batch.
+    ``fuse``: as in ``detect_batch`` (the inference copy is made once)."""
     from ffcore.data.widerface import read_image
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     params = params or DetectParams()
+    model = for_inference(model) if fuse else model
     paths = [Path(p) for p in paths]
     batch: list[tuple[Path, np.ndarray]] = []
     batch_hw = (0, 0)
 
     def run() -> list[tuple[Path, Detections]]:
-        dets = detect_batch(model, [im for _, im in batch], params, device=device, canvas=canvas)
+        images = [im for _, im in batch]
+        dets = detect_batch(model, images, params, device=device, canvas=canvas, fuse=False)
         return list(zip([p for p, _ in batch], dets, strict=True))
 
     with tqdm(total=len(paths), desc="detect", unit="img", disable=not progress) as bar:
@@ -356,6 +368,7 @@ def predict_dataset(
     progress: bool = True,
     on_image: Callable[[Any, Detections], None] | None = None,
     batch_size: int = 1,
+    fuse: bool = True,
     **overrides: float | int | None,
 ) -> Path:
     """Detect faces in every val image of ``data_root`` and write ``<out_dir>/<event>/<name>.txt``
@@ -367,7 +380,8 @@ def predict_dataset(
     ``batch_size=N`` runs up to N consecutive images *of the same padded size* in one pass: the
     same inputs, no canvas fill, but oneDNN sums in another order for a batch, so outputs differ
     from ``detect``'s in the last bits (about 2e-6 on the logits of the study's models); it
-    costs about 40 % less CPU time on small images (the ablation study uses it)."""
+    costs about 40 % less CPU time on small images (the ablation study uses it). ``fuse``: as
+    in ``detect_batch``."""
     from ffcore.data.widerface import iter_val_images, read_image
     from ffcore.evaluation.wider_ap import write_prediction_file
 
@@ -379,6 +393,7 @@ def predict_dataset(
     if not images:
         raise FileNotFoundError(f"{data_root}: no validation images")
     dev = torch.device(device) if device is not None else _device_of(model)
+    model = for_inference(model) if fuse else model
     model.to(dev)
     with (
         eval_mode(model),

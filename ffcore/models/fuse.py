@@ -28,7 +28,12 @@ from torch import nn
 
 from ffcore.models.attention import SpatialAttention
 from ffcore.models.context import ConvBN
-from ffcore.models.deform import ModulatedDeformConv
+from ffcore.models.deform import (
+    ModulatedDeformConv,
+    modulated_deform_conv2d,
+    torchvision_modulated_deform_conv2d,
+)
+from ffcore.models.detector import FeatherFace
 from ffcore.models.neck import SeparableConv
 
 
@@ -85,6 +90,46 @@ class Pointwise(nn.Module):
         return y.permute(0, 3, 1, 2)
 
 
+class MergedDeformConv(nn.Module):
+    """A ``ModulatedDeformConv`` whose offset (18) and mask (9) predictors, two 3x3 convs of the
+    same input, run as one 27-channel conv (half the calls, one pass over the input)."""
+
+    def __init__(self, conv: ModulatedDeformConv) -> None:
+        super().__init__()
+        cin = conv.offset.in_channels
+        self.predictor = nn.Conv2d(cin, 27, 3, padding=1, bias=True)
+        with torch.no_grad():
+            self.predictor.weight.copy_(torch.cat([conv.offset.weight, conv.mask.weight]))
+            self.predictor.bias.copy_(torch.cat([conv.offset.bias, conv.mask.bias]))
+        self.weight = conv.weight
+        self.bias = conv.bias
+        self.kernel = conv.kernel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        predicted = self.predictor(x)
+        # the sigmoid of all 27 channels, then the mask's 9: on a channels-last map, half the
+        # time of the sigmoid of the strided 9-channel slice
+        offset, mask = predicted[:, :18], torch.sigmoid(predicted)[:, 18:]
+        conv = (
+            torchvision_modulated_deform_conv2d
+            if self.kernel == "torchvision"
+            else modulated_deform_conv2d
+        )
+        y = conv(x, offset, mask, self.weight)
+        return y if self.bias is None else y + self.bias[:, None, None]
+
+
+def merge_deform_predictors(model: nn.Module) -> int:
+    """Replace every ``ModulatedDeformConv`` of ``model`` by a ``MergedDeformConv`` in place."""
+    count = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, ModulatedDeformConv):
+                setattr(parent, name, MergedDeformConv(child))
+                count += 1
+    return count
+
+
 def is_pointwise(module: nn.Module) -> bool:
     return (
         type(module) is nn.Conv2d
@@ -130,14 +175,19 @@ def fold_all_batchnorms(model: nn.Module) -> int:
 
 
 def fuse_for_inference(
-    model: nn.Module, channels_last: bool = True, *, pointwise: bool = True
+    model: nn.Module,
+    channels_last: bool = True,
+    *,
+    pointwise: bool = True,
+    merge_predictors: bool = True,
 ) -> nn.Module:
     """A folded, eval-mode copy of ``model`` for inference (see the module docstring).
 
     ``channels_last``: store the copy NHWC and have it convert its input (the fastest layout
     for oneDNN on CPU; harmless on CUDA). ``pointwise``: with ``channels_last``, run the 1x1 convs
-    as ``Pointwise`` matrix products. The copy is for inference only: it has no BatchNorm left
-    to train."""
+    as ``Pointwise`` matrix products. ``merge_predictors``: each deformable conv's offset and
+    mask predictors as one conv (``MergedDeformConv``). The copy is for inference only: it has
+    no BatchNorm left to train."""
     fused = copy.deepcopy(model).eval()
     fold_all_batchnorms(fused)
     left = [m for m in fused.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -145,10 +195,22 @@ def fuse_for_inference(
         raise ValueError(f"fuse_for_inference: {len(left)} BatchNorm layers without a conv before")
     for p in fused.parameters():
         p.requires_grad_(False)
+    if merge_predictors:
+        merge_deform_predictors(fused)
     if channels_last and pointwise:
         replace_pointwise(fused)
     if channels_last:
         fused.to(memory_format=torch.channels_last)
         if hasattr(fused, "channels_last"):
             fused.channels_last = True
+    fused.is_inference_copy = True
     return fused
+
+
+def for_inference(model: nn.Module) -> nn.Module:
+    """What detection and evaluation run: a FeatherFace's ``fuse_for_inference`` copy (outputs
+    equal to the model's up to float rounding, about 1e-5); an inference copy already, or any
+    other module, as it is."""
+    if isinstance(model, FeatherFace) and not getattr(model, "is_inference_copy", False):
+        return fuse_for_inference(model)
+    return model
