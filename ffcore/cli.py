@@ -714,6 +714,11 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         help='phase 1 backbone init: "retinaface" (reference weights) or a file',
     )
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    p.add_argument(
+        "--no-channels-last",
+        action="store_true",
+        help="train in NCHW memory instead of NHWC (slower; rounds differently)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     p.add_argument(
         "--overwrite",
@@ -796,6 +801,7 @@ def _train_config(args: argparse.Namespace, phase: str):
         resume_net=args.resume_net,
         backbone_init=args.backbone_weights,
         amp=not args.no_amp,
+        channels_last=not args.no_channels_last,
         progress=not args.no_progress,
     )
 

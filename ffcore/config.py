@@ -107,6 +107,9 @@ class TrainConfig:
     resume_net: str | None = None  # previous phase's final checkpoint, or a mid-phase one
     backbone_init: str | None = None  # None, "retinaface" or a backbone weights file (phase 1)
     amp: bool = True  # mixed precision; only ever used on CUDA
+    # NHWC memory for the model and its inputs: the same arithmetic in another summation order
+    # (gradients agree to float64 rounding), about 15 % less time per CPU training step
+    channels_last: bool = True
     progress: bool = True  # tqdm bar per epoch
     probe_images: int = 16  # first training images (epoch-0 crops) whose loss is logged per epoch
     # "phased": the attention switches of the phase table; "joint": channel and spatial attention

@@ -115,6 +115,29 @@ def test_phase1_outputs_lr_cosine_and_frozen_attention(label_file, tmp_path):
     assert state["train_config"]["epochs"] == 2 and state["train_config"]["phase"] == "1"
 
 
+def test_channels_last_training_is_the_nchw_training_up_to_rounding(label_file, tmp_path):
+    """The default trains in NHWC memory: the same arithmetic summed in another order. One
+    epoch each way: the same first loss to rounding, losses and weights close after (Adam
+    turns rounding noise in gradients that are zero mathematically into steps of up to lr),
+    and both checkpoints load strictly into a plain NCHW model."""
+    nhwc = fit_phase(_config(label_file, tmp_path / "nhwc", epochs=1, probe_images=0))
+    nchw = fit_phase(
+        _config(label_file, tmp_path / "nchw", epochs=1, probe_images=0, channels_last=False)
+    )
+    a, b = (load_checkpoint(r.checkpoint) for r in (nhwc, nchw))
+    key = "backbone.stage1.0.0.weight"
+    assert a["model"][key].is_contiguous(memory_format=torch.channels_last)
+    assert not b["model"][key].is_contiguous(memory_format=torch.channels_last)
+    assert a["train_config"]["channels_last"] and not b["train_config"]["channels_last"]
+    ha, hb = pd.read_csv(nhwc.history_csv), pd.read_csv(nchw.history_csv)
+    assert ha.total[0] == pytest.approx(hb.total[0], rel=1e-5)
+    np.testing.assert_allclose(ha.total, hb.total, rtol=1e-2)
+    models = [load_model(r.checkpoint)[0] for r in (nhwc, nchw)]  # strict loads
+    params = [dict(m.named_parameters()) for m in models]
+    for name, value in params[0].items():  # 3 Adam steps of at most ~lr (1e-3) each
+        assert (value - params[1][name]).abs().max() < 3 * 2e-3, name
+
+
 @pytest.mark.slow
 def test_resume_is_exact_in_phase3(label_file, tmp_path):
     """Phase 3 (mixup, dropout, gradient clipping): 4 epochs straight == 2 + resume 2."""

@@ -96,6 +96,9 @@ def test_start_refusals(tmp_path: Path) -> None:
     error = refused(_cfg(tmp_path), _state("1", 1, 3, dataset_fingerprint=held),
                     fingerprint={"label_sha256": "b" * 64, "images": 5})  # fmt: skip
     assert [d[0] for d in error.differences] == ["dataset_fingerprint"]
+    # the memory layout rounds differently: a resume keeps the checkpoint's
+    error = refused(_cfg(tmp_path, channels_last=False), _state("1", 1, 3, channels_last=True))
+    assert error.differences == [("channels_last", True, False)]
     # an older checkpoint without a field: that field is not compared
     old = _state("1", 1, 3)
     del old["train_config"]["seed"]

@@ -400,6 +400,9 @@ def _set_up(
     model = _build_model(config, state)
     model.apply_phase(phase, config.attention_schedule)
     model.to(device)
+    if config.channels_last:  # weights NHWC and the input converted in FeatherFace.features
+        model.to(memory_format=torch.channels_last)
+        model.channels_last = True
     optimizer = make_optimizer(model, phase)
     scheduler = make_scheduler(optimizer, plan.t0)
     use_amp = config.amp and device.type == "cuda"

@@ -43,6 +43,7 @@ RESULT_FIELDS: tuple[str, ...] = (
     "attention_schedule",
     "init_seed",
     "dataset_fingerprint",
+    "channels_last",
 )
 
 
@@ -139,6 +140,7 @@ def requested_settings(config: TrainConfig, fingerprint: dict[str, Any] | None) 
         "attention_schedule": config.attention_schedule,
         "init_seed": config.init_seed,
         "dataset_fingerprint": fingerprint,
+        "channels_last": config.channels_last,
     }
 
 
