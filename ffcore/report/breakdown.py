@@ -1,9 +1,11 @@
 """Latency and MACs per module group: where a forward pass spends its time, per MAC.
 
-``group_times`` runs several models alternately (A B C, B C A, ...) on one input and times each
+``group_rounds`` runs several models alternately (A B C, B C A, ...) on one input and times each
 module group through forward hooks (a pre-hook starts the clock, a hook stops it; a group that is
 a ModuleList is timed over its members), plus the post-processing (softmax, decoding, threshold,
-NMS with ``ffcore.evaluation.inference``'s defaults) and the whole forward. ``group_macs`` counts
+NMS with ``ffcore.evaluation.inference``'s defaults) and the whole forward, round by round;
+``group_times`` summarises the rounds (median, IQR) and ``round_ratio`` gives the side-by-side
+ratio of two models per round with its spread. ``group_macs`` counts
 MACs per group with fvcore (the same counter as ``ffcore.report.complexity.count_macs``).
 ``breakdown_table`` joins both: ms (median and IQR over the rounds), GMACs and ms per GMAC.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +32,7 @@ from ffcore.models.detector import MODULE_GROUPS
 from ffcore.models.modes import eval_mode
 
 POSTPROCESS = "postprocess"
+NETWORK = "network"  # the forward pass without post-processing
 GROUPS: tuple[str, ...] = (*MODULE_GROUPS, POSTPROCESS)
 
 
@@ -79,24 +83,25 @@ def _hook(model: nn.Module, clock: Callable[[], float], spent: dict[str, float])
     return handles
 
 
-def group_times(
+def group_rounds(
     models: Mapping[str, nn.Module],
     x: torch.Tensor,
     reps: int = 10,
     warmup: int = 1,
     clock: Callable[[], float] | None = None,
 ) -> pd.DataFrame:
-    """Per-group ms of every model, timed alternately in ``reps`` rounds under inference mode.
+    """Per-group ms of every model in each of ``reps`` rounds (the models run alternately, in a
+    rotating order, under inference mode): one row per (model, round, group), column ``ms``.
 
-    Returns one row per (model, group) with ``median_ms``, ``p25_ms``, ``p75_ms``; group
-    ``total`` is the whole forward plus post-processing, ``other`` what no group covers
-    (the features' glue: input check, list building)."""
+    Besides the module groups: ``postprocess``; ``network`` the forward pass alone; ``other``
+    what no group of the forward covers (the features' glue: input check, list building);
+    ``total`` the forward plus post-processing."""
     if reps < 1:
         raise ValueError(f"reps must be >= 1, got {reps}")
     clock = clock or time.perf_counter
     names = list(models)
     hw = (int(x.shape[-2]), int(x.shape[-1]))
-    rows: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    records: list[dict[str, Any]] = []
     spent: dict[str, float] = {}
     handles = []
     try:
@@ -114,28 +119,60 @@ def group_times(
                     postprocess(out, hw)
                     t2 = clock()
                     spent[POSTPROCESS] = (t2 - t1) * 1e3
-                    spent["other"] = (t1 - t0) * 1e3 - sum(spent[g] for g in MODULE_GROUPS)
+                    spent[NETWORK] = (t1 - t0) * 1e3
+                    spent["other"] = spent[NETWORK] - sum(spent[g] for g in MODULE_GROUPS)
                     spent["total"] = (t2 - t0) * 1e3
                     if r >= warmup:
-                        rows[name].append(dict(spent))
+                        records += [
+                            {"model": name, "round": r - warmup, "group": g, "ms": ms}
+                            for g, ms in spent.items()
+                        ]
     finally:
         for handle in handles:
             handle.remove()
-    records = []
-    for name in names:
-        frame = pd.DataFrame(rows[name])
-        for group in frame.columns:
-            values = frame[group].to_numpy()
-            records.append(
-                {
-                    "model": name,
-                    "group": group,
-                    "median_ms": float(np.median(values)),
-                    "p25_ms": float(np.percentile(values, 25)),
-                    "p75_ms": float(np.percentile(values, 75)),
-                }
-            )
-    return pd.DataFrame(records)
+    frame = pd.DataFrame(records)
+    order = {name: i for i, name in enumerate(names)}  # the models' order, not the rotation's
+    return frame.sort_values("model", key=lambda m: m.map(order), kind="stable").reset_index(
+        drop=True
+    )
+
+
+def summarise_rounds(rounds: pd.DataFrame) -> pd.DataFrame:
+    """``group_rounds``' rows as one row per (model, group): ``median_ms``, ``p25_ms``,
+    ``p75_ms`` over the rounds (models and groups in their first order)."""
+    grouped = rounds.groupby(["model", "group"], sort=False)["ms"]
+    return pd.DataFrame(
+        {
+            "median_ms": grouped.median(),
+            "p25_ms": grouped.quantile(0.25),
+            "p75_ms": grouped.quantile(0.75),
+        }
+    ).reset_index()
+
+
+def group_times(
+    models: Mapping[str, nn.Module],
+    x: torch.Tensor,
+    reps: int = 10,
+    warmup: int = 1,
+    clock: Callable[[], float] | None = None,
+) -> pd.DataFrame:
+    """``summarise_rounds(group_rounds(...))``: median and IQR of each (model, group)."""
+    return summarise_rounds(group_rounds(models, x, reps, warmup, clock))
+
+
+def round_ratio(
+    rounds: pd.DataFrame, numerator: str, denominator: str, group: str = NETWORK
+) -> tuple[float, float, float]:
+    """Median, p25 and p75 of the per-round ratio numerator / denominator of ``group``'s ms
+    (both models timed in the same rounds: the side-by-side ratio and its spread)."""
+    ms = rounds[rounds["group"] == group].pivot(index="round", columns="model", values="ms")
+    ratio = (ms[numerator] / ms[denominator]).to_numpy()
+    return (
+        float(np.median(ratio)),
+        float(np.percentile(ratio, 25)),
+        float(np.percentile(ratio, 75)),
+    )
 
 
 def group_macs(model: nn.Module, image_hw: tuple[int, int]) -> dict[str, int]:
@@ -169,7 +206,7 @@ def breakdown_table(
     def gmacs(row: pd.Series) -> float:
         base = str(row["model"]).split(" (")[0]
         per_group = macs.get(row["model"], macs.get(base, {}))
-        if row["group"] in ("total",):
+        if row["group"] in ("total", NETWORK):
             return sum(per_group.values()) / 1e9
         value = per_group.get(row["group"])
         return np.nan if value is None else value / 1e9
