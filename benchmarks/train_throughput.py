@@ -75,7 +75,9 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--no-amp", action="store_true")
     parser.add_argument(
-        "--channels-last", action="store_true", help="NHWC model and input (exact; see RESULTS.md)"
+        "--no-channels-last",
+        action="store_true",
+        help="NCHW model and input (the engine trains NHWC unless told otherwise; RESULTS.md)",
     )
     args = parser.parse_args()
 
@@ -91,7 +93,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = build_model("eca_cbam").to(device).train()
     model.apply_phase(phase)
-    if args.channels_last:
+    if not args.no_channels_last:  # as ffcore.training.engine does by default
         model.to(memory_format=torch.channels_last)
         model.channels_last = True  # FeatherFace.features makes its input NHWC
     optimizer = make_optimizer(model, phase)
@@ -128,7 +130,8 @@ def main() -> None:
     full, compute = float(np.median(fulls)), float(np.median(computes))
 
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}),"
-          f" torch threads {torch.get_num_threads()}, AMP {amp}")  # fmt: skip
+          f" torch threads {torch.get_num_threads()}, AMP {amp},"
+          f" {'NCHW' if args.no_channels_last else 'channels-last'}")  # fmt: skip
     print(
         f"phase {phase.id} ({phase.attention_label}), image {size} px, batch {batch}, "
         f"{args.num_workers} loader workers, median of {args.rounds} rounds of {args.iters} steps"
