@@ -8,7 +8,7 @@ and onnxruntime CPU latency relative to fp32, measured side by side in one run.
 Writes ``<out-dir>/deploy_precision.{csv,tex}`` (the table) and prints it. Models are exported
 with dynamic shapes so that AP is measured at original scale (``DetectParams()``, the protocol of
 ``python -m ffcore evaluate``); int8 is calibrated on ``--calib-images`` val images of the data
-root plus the sample photos (``ffcore.export.sample_photos``), each at original scale.
+root plus the sample photos (``ffcore.data.photos.sample_photos``), each at original scale.
 
 Agreement on real photos (faces scoring >= 0.5 on matplotlib's grace_hopper.jpg and, with
 scikit-image, the astronaut): "same faces" when every fp32 face has one face of the other
@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ffcore.data.photos import sample_photos
 from ffcore.evaluation.inference import DetectParams, detect, evaluate_model
 from ffcore.export import (
     PRECISIONS,
@@ -40,7 +41,6 @@ from ffcore.export import (
     format_runtime_precision,
     quantize_int8,
     runtime_precision,
-    sample_photos,
 )
 from ffcore.report.figures import save_table
 from ffcore.report.numbers import Numbers, name_part

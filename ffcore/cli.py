@@ -486,6 +486,7 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from ffcore.evaluation.inference import DetectParams, default_prediction_dir, evaluate_model
     from ffcore.models.checkpoint import load_model
+    from ffcore.training.model_card import card_path, card_profile, write_model_card
 
     model, _ = load_model(args.checkpoint, args.device)
     out = args.out or default_prediction_dir(args.checkpoint)
@@ -493,7 +494,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     params = DetectParams(image_size=args.image_size)
     with _writing(out):
         result = evaluate_model(model, args.data_root, out, params, device=args.device)
-        return _report_ap(result, out, args.json, params.protocol)
+        code = _report_ap(result, out, args.json, params.protocol)
+    if card_path(args.checkpoint).is_file():  # a phase's final checkpoint: its card, evaluated
+        card = write_model_card(args.checkpoint, profile=card_profile(args.checkpoint),
+                                metrics=result.ap, protocol=params.protocol, model=model)  # fmt: skip
+        print(f"model card with these metrics: {card}", file=sys.stderr)
+    return code
 
 
 # -- export-onnx / size-report ---------------------------------------------------------------

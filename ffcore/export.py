@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ffcore.data.photos import sample_photos
 from ffcore.models.backbone import MAX_STRIDE as STRIDE
 from ffcore.models.deform import ModulatedDeformConv
 from ffcore.models.modes import eval_mode
@@ -496,24 +497,6 @@ def calibration_input(image_bgr: np.ndarray, size: int | None = None) -> np.ndar
     out = np.zeros((1, 3, ch, cw), np.float32)
     out[0, :, :nh, :nw] = image_to_tensor(image_bgr).numpy()
     return out
-
-
-def sample_photos() -> dict[str, np.ndarray]:
-    """Real photos with faces that ship with installed packages: matplotlib's grace_hopper.jpg
-    (always) and scikit-image's astronaut (when scikit-image is installed); BGR uint8."""
-    import cv2
-    from matplotlib import cbook
-
-    photos = {
-        "grace_hopper": cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
-    }
-    try:
-        from skimage import data as skdata
-
-        photos["astronaut"] = cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR)
-    except ImportError:
-        pass
-    return photos
 
 
 def calibration_images(

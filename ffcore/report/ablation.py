@@ -108,28 +108,35 @@ def evaluate_phases(
     data_root: str | Path,
     out_dir: str | Path,
     known: dict | None = None,
+    profile: str | None = None,
     **detect_kwargs,
 ) -> pd.DataFrame:
     """AP easy/medium/hard of every phase's final checkpoint (phase order), written to
     ``<out_dir>/ap_by_phase.csv``. ``known``: phase id -> WiderResult already computed. A phase
-    whose notebook has not run is left out (with a note); the ablation then says it is missing."""
-    from ffcore.evaluation.inference import evaluate_model
+    whose notebook has not run is left out (with a note); the ablation then says it is missing.
+    Each phase's model card is written again with its AP, the protocol and its detections on
+    the sample photos (``ffcore.training.model_card``); ``profile``: the run's, for the card."""
+    from ffcore.evaluation.inference import DetectParams, evaluate_model
     from ffcore.models.checkpoint import load_model
+    from ffcore.training.model_card import write_model_card
 
     out = Path(out_dir)
+    protocol = DetectParams(image_size=detect_kwargs.get("image_size")).protocol
     rows = {}
     for pid in PHASE_ORDER:
+        try:
+            checkpoint = phase_result(run_dir, pid)["checkpoint"]
+        except FileNotFoundError as exc:
+            print(f"phase {pid} skipped: {exc}")
+            continue
+        model, _ = load_model(checkpoint, detect_kwargs.get("device") or "cpu")
         result = (known or {}).get(pid)
         if result is None:
-            try:
-                checkpoint = phase_result(run_dir, pid)["checkpoint"]
-            except FileNotFoundError as exc:
-                print(f"phase {pid} skipped: {exc}")
-                continue
-            model, _ = load_model(checkpoint, detect_kwargs.get("device") or "cpu")
             result = evaluate_model(
                 model, data_root, out / f"predictions_phase{pid}", **detect_kwargs
             )
+        write_model_card(checkpoint, profile=profile, metrics=result.ap, protocol=protocol,
+                         model=model)  # fmt: skip
         rows[pid] = result.ap
     frame = pd.DataFrame.from_dict(rows, orient="index")[["easy", "medium", "hard"]].rename_axis(
         "phase"

@@ -128,7 +128,7 @@ def run_phase(
     config = TrainConfig(phase=phase.id, resume_net=start, backbone_init=init, **settings)
     result = fit_phase(config, overwrite=overwrite)
     if result.checkpoint is not None:  # the phase's final checkpoint: its card beside it
-        write_model_card(result.checkpoint)
+        write_model_card(result.checkpoint, profile=profile)
     handover.write_result(
         run,
         result,
