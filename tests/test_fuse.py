@@ -104,3 +104,18 @@ def test_merged_predictors_compute_offset_and_mask_of_the_two_convs() -> None:
         assert torch.allclose(predicted[:, :18], conv.offset(x), atol=1e-6)
         assert torch.allclose(predicted[:, 18:], conv.mask(x), atol=1e-6)
         assert torch.allclose(merged(x), conv(x), atol=1e-5)
+
+
+def test_fused_copy_with_torchvision_kernel_matches_the_model() -> None:
+    """The copy's deformable convs with torchvision's kernel (CUDA's path, here on the CPU):
+    the merged predictors' offset and mask views feed it as they feed the fast path."""
+    from ffcore.models.deform import set_deform_kernel
+
+    torch.manual_seed(4)
+    model = randomise(build_model("eca_cbam"))
+    fused = fuse_for_inference(model)
+    assert set_deform_kernel(fused, "torchvision") == 15
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        diff = max((a - b).abs().max() for a, b in zip(fused(x), model(x), strict=True))
+    assert diff <= 1e-4

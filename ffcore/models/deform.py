@@ -246,12 +246,14 @@ class ModulatedDeformConv(nn.Module):
 
 
 def set_deform_kernel(model: nn.Module, kernel: DeformKernel) -> int:
-    """Choose the kernel of every ModulatedDeformConv in ``model``: "auto" (fast path on CPU,
-    torchvision elsewhere) or "torchvision" (always; for benchmarks and checks). Returns how
-    many layers were set."""
+    """Choose the kernel of every deformable conv in ``model`` (a ModulatedDeformConv, or the
+    inference copy's MergedDeformConv): "auto" (fast path on CPU, torchvision elsewhere) or
+    "torchvision" (always; for benchmarks and checks, and what CUDA runs). Returns how many
+    layers were set."""
     if kernel not in DEFORM_KERNELS:
         raise ValueError(f"kernel must be one of {DEFORM_KERNELS}, got {kernel!r}")
-    layers = [m for m in model.modules() if isinstance(m, ModulatedDeformConv)]
+    # ModulatedDeformConv and the inference copy's MergedDeformConv (ffcore.models.fuse)
+    layers = [m for m in model.modules() if getattr(m, "kernel", None) in DEFORM_KERNELS]
     for layer in layers:
         layer.kernel = kernel
     return len(layers)
