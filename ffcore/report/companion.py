@@ -10,6 +10,7 @@ files and log stay there. ``figures/companion.pdf`` is a build product, not comm
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -34,6 +35,29 @@ class CompanionResult:
     pages: int
     figures: tuple[str, ...]  # stems of the figure files pdflatex included (from its log)
     tex: str  # the document's source
+    # from pdflatex's log: each \fftable's print scale (1: natural size), and the width in pt by
+    # which each overfull line (text running past its column or the margin) is too wide
+    table_scales: dict[str, float] = dataclasses.field(default_factory=dict)
+    overfull_pt: tuple[float, ...] = ()
+
+
+_FFTABLE_WIDTH = re.compile(r"fftable (\w+): natural ([\d.]+)pt room ([\d.]+)pt")
+_FFTABLE_HEIGHT = re.compile(r"fftable (\w+): height ([\d.]+)pt hroom ([\d.]+)pt")
+
+
+def table_scales(log: str) -> dict[str, float]:
+    """The scale each ``\\fftable`` prints at (``latex_preamble`` logs its sizes): 1 at natural
+    size, else the smaller of room / width and height room / height."""
+    heights = {name: float(hroom) / float(h) for name, h, hroom in _FFTABLE_HEIGHT.findall(log)}
+    return {
+        name: min(1.0, float(room) / float(w), heights.get(name, 1.0))
+        for name, w, room in _FFTABLE_WIDTH.findall(log)
+    }
+
+
+def overfull_widths(log: str) -> tuple[float, ...]:
+    """How many pt each ``Overfull \\hbox`` of a pdflatex log is too wide."""
+    return tuple(float(w) for w in re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\)", log))
 
 
 def _git(*args: str) -> str:
@@ -69,6 +93,12 @@ def _short(value: Any, keep: int = 12) -> str:
     return text[:keep] if re.fullmatch(r"[0-9a-f]{16,}", text) else text
 
 
+def _breakable(escaped: str) -> str:
+    """A LaTeX-escaped cell that may break after an underscore or a slash (file and notebook
+    names are longer than their narrow columns)."""
+    return escaped.replace(r"\_", r"\_\allowbreak{}").replace("/", "/\\allowbreak{}")
+
+
 def provenance_table(provenance: dict[str, Any] | None) -> str:
     """A longtable: file, notebook, checkpoints, data fingerprint, commit, date."""
     if provenance is None:
@@ -84,21 +114,21 @@ def provenance_table(provenance: dict[str, Any] | None) -> str:
             name,
             rec.get("notebook") or "--",
             ckpt,
-            _short(rec.get("data_fingerprint")) or "--",
+            _short(rec.get("data_fingerprint"), 8) or "--",
             commit or "--",
-            str(rec.get("time") or "--")[:19],
+            str(rec.get("time") or "--")[:16].replace("T", " "),
         ]
-        rows.append(" & ".join(latex_escape(c) for c in cells) + r" \\")
-    head = r"file & notebook & checkpoints (sha256) & data & commit & time \\"
+        rows.append(" & ".join(_breakable(latex_escape(c)) for c in cells) + r" \\")
+    head = r"file & notebook & checkpoints (sha256) & data & commit & time (UTC) \\"
     return "\n".join(
         [
             r"\begingroup\footnotesize\setlength{\tabcolsep}{3pt}",
-            r"\begin{longtable}{>{\raggedright\arraybackslash}p{0.2\linewidth}"
-            r">{\raggedright\arraybackslash}p{0.13\linewidth}"
-            r">{\raggedright\arraybackslash}p{0.22\linewidth}"
-            r">{\raggedright\arraybackslash}p{0.11\linewidth}"
-            r">{\raggedright\arraybackslash}p{0.08\linewidth}"
-            r">{\raggedright\arraybackslash}p{0.13\linewidth}}",
+            r"\begin{longtable}{@{}>{\raggedright\arraybackslash}p{0.21\linewidth}"
+            r">{\raggedright\arraybackslash}p{0.15\linewidth}"
+            r">{\raggedright\arraybackslash}p{0.24\linewidth}"
+            r">{\raggedright\arraybackslash}p{0.09\linewidth}"
+            r">{\raggedright\arraybackslash}p{0.1\linewidth}"
+            r">{\raggedright\arraybackslash}p{0.11\linewidth}@{}}",
             r"\caption{Provenance of every exported file (\texttt{provenance.json}; a + after "
             r"the commit: uncommitted changes)}\\",
             r"\toprule",
@@ -203,4 +233,4 @@ def build_companion(
         included = tuple(dict.fromkeys(re.findall(rf"<{LATEX_DIR}/([^<>,\s]+)\.pdf", log)))
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(build / f"{COMPANION}.pdf", target)
-    return CompanionResult(target, pages, included, tex)
+    return CompanionResult(target, pages, included, tex, table_scales(log), overfull_widths(log))

@@ -33,8 +33,9 @@ def plot_pr_curves(
     source: str | None = None,
 ):
     """Step-style PR curves (interpolated precision, so the area under each is its AP), each
-    starting at its first measured point; legend beside the axes."""
-    fig, ax = figures.new_figure("column", aspect=0.7)
+    starting at its first measured point; the legend inside the axes where the curves leave
+    room (beside them it took half of a column-wide figure)."""
+    fig, ax = figures.new_figure("column", aspect=0.85)
     for subset, (precision, recall) in pr.items():
         p, r = interpolated_pr(precision, recall)
         if len(r) == 0:
@@ -44,7 +45,7 @@ def plot_pr_curves(
         )
         ax.plot(r[:1], p[:1], "o", ms=2.5, color=line.get_color())  # where the data starts
     ax.set(xlabel="recall", ylabel="precision (interpolated)", xlim=(0, 1), ylim=(0, 1.02))
-    figures.legend_outside(ax, title="subset", title_fontsize=figures.MIN_FONT_PT)
+    ax.legend(title="subset", title_fontsize=figures.MIN_FONT_PT, loc="best", framealpha=0.9)
     figures.add_source(fig, source)
     return fig
 

@@ -459,25 +459,30 @@ def save_table(
     decimals: int | Mapping[str, int] = 3,
     source: str | None = None,
     provenance: RunInfo | None = None,
+    latex: bool = True,
 ) -> list[Path]:
     """Save ``df`` as ``<name>.csv`` and ``<name>.tex`` (``latex_table``) and rewrite
     ``all_figures.tex``. ``source`` (the run the numbers come from) goes into the caption.
     ``provenance`` (the run's ``RunInfo``): both files get an entry in ``provenance.json`` (no
-    header in the files themselves: their readers stay plain ``pd.read_csv``)."""
+    header in the files themselves: their readers stay plain ``pd.read_csv``). ``latex=False``:
+    the CSV alone (data behind a printed table or figure, too long to print)."""
     _check_name(name)
     out = repo_path(out_dir) if out_dir is not None else FIGURES_DIR
     out.mkdir(parents=True, exist_ok=True)
     csv, tex = out / f"{name}.csv", out / f"{name}.tex"
     df.to_csv(csv, index=index)
-    # one comment line (a second line of a multi-line source would be read as LaTeX)
-    comment = f"% source: {' '.join(source.splitlines())}\n" if source else ""
-    tex.write_text(comment + latex_table(df, decimals=decimals, index=index))
+    written = [csv]
+    if latex:
+        # one comment line (a second line of a multi-line source would be read as LaTeX)
+        comment = f"% source: {' '.join(source.splitlines())}\n" if source else ""
+        tex.write_text(comment + latex_table(df, decimals=decimals, index=index))
+        written.append(tex)
     if provenance is not None:
         from ffcore.report.provenance import record
 
-        record([csv, tex], provenance)
+        record(written, provenance)
     write_latex_index(out)
-    return [csv, tex]
+    return written
 
 
 # -- the LaTeX document of the folder ------------------------------------------------------------
@@ -574,8 +579,11 @@ def latex_preamble() -> str:
     r"""The packages, the text width the figures are made for (``TEXT_WIDTH_CM``, centred on
     the page) and ``\fftable{name}{table}``: a table at its natural size when it fits the text
     width, shrunk to it when that takes no more than ``TABLE_MIN_SCALE``, else turned sideways
-    (shrunk only if it is longer than the page, which the log then shows). Each table writes
-    ``fftable <name>: natural <width> room <width>`` to the log, so its scale can be checked."""
+    (shrunk only if it is longer than the page or, turned, taller than the text is wide, which
+    the log then shows). Each table writes ``fftable <name>: natural <width> room <width>`` and
+    ``fftable <name>: height <height> hroom <height>`` to the log (turned: its height across the
+    text width; two short lines, as TeX wraps log lines at 79 characters), so its scale can be
+    checked."""
     packages = "".join(f"\\usepackage{{{p}}}\n" for p in PREAMBLE_PACKAGES)
     return (
         "% The packages the tables and figures of this folder need (ffcore.report.figures).\n"
@@ -588,14 +596,21 @@ def latex_preamble() -> str:
         + f"{TABLE_MIN_SCALE:g} at most; else sideways\n"
         + "\\newsavebox{\\fftablebox}\n"
         + "\\newlength{\\fftableroom}\n"
+        + "\\newlength{\\fftablehroom}\n"
+        + "\\newlength{\\fftableheight}\n"
         + "\\newcommand{\\fftable}[2]{%\n"
         + "  \\sbox{\\fftablebox}{\\setlength{\\tabcolsep}{4pt}#2}%\n"
-        + "  \\setlength{\\fftableroom}{\\linewidth}%\n"
+        + "  \\setlength{\\fftableheight}{\\dimexpr\\ht\\fftablebox+\\dp\\fftablebox\\relax}%\n"
+        + "  \\setlength{\\fftableroom}{\\linewidth}\\setlength{\\fftablehroom}{0.9\\textheight}%\n"
         + f"  \\ifdim{TABLE_MIN_SCALE:g}\\wd\\fftablebox>\\linewidth"
-        + "\\setlength{\\fftableroom}{0.9\\textheight}\\fi\n"
+        + "\\setlength{\\fftableroom}{0.9\\textheight}\\setlength{\\fftablehroom}{\\linewidth}\\fi\n"
         + "  \\typeout{fftable #1: natural \\the\\wd\\fftablebox\\space room \\the\\fftableroom}%\n"
+        + "  \\typeout{fftable #1: height \\the\\fftableheight\\space hroom \\the\\fftablehroom}%\n"
         + "  \\ifdim\\wd\\fftablebox>\\fftableroom\n"
         + "    \\sbox{\\fftablebox}{\\resizebox{\\fftableroom}{!}{\\usebox{\\fftablebox}}}\\fi\n"
+        + "  \\setlength{\\fftableheight}{\\dimexpr\\ht\\fftablebox+\\dp\\fftablebox\\relax}%\n"
+        + "  \\ifdim\\fftableheight>\\fftablehroom\n"
+        + "    \\sbox{\\fftablebox}{\\resizebox*{!}{\\fftablehroom}{\\usebox{\\fftablebox}}}\\fi\n"
         + "  \\ifdim\\fftableroom>\\linewidth\\rotatebox{90}{\\usebox{\\fftablebox}}"
         + "\\else\\usebox{\\fftablebox}\\fi}\n"
         + f"\\InputIfFileExists{{{LATEX_DIR}/numbers}}{{}}{{}}\n"  # the \\ff... macros
