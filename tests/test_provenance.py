@@ -151,3 +151,12 @@ def test_a_missing_or_edited_output_reruns_its_notebook(world) -> None:
     assert rerun_reason(record, record, True, False, None, {}) is None
     reason = rerun_reason(record, record, True, False, None, outputs)
     assert reason == "exported file(s) missing or edited: ap.tex edited, curve.png missing"
+
+
+def test_the_companion_build_product_needs_no_entry(tmp_path: Path) -> None:
+    """`make thesis` writes companion.pdf into figures/: a build product, never stale."""
+    from ffcore.report.provenance import exported_files
+
+    for name in ("companion.pdf", "companion.tex", "a_table.csv"):
+        (tmp_path / name).write_text("x")
+    assert exported_files(tmp_path) == ["a_table.csv"]

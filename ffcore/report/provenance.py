@@ -42,6 +42,9 @@ INDEX_FILES = frozenset(
         "numbers.tex",
         "numbers.json",
         "numbers_table.tex",
+        # `make thesis` builds the companion from the folder (a build product, not committed)
+        "companion.pdf",
+        "companion.tex",
     }
 )
 
