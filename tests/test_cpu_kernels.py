@@ -68,11 +68,12 @@ def test_environment_applied_restores(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_pinned_child_reports_avx2() -> None:
+    """AVX2 where the CPU has it (AVX2 or AVX-512); a CPU below AVX2 keeps its own level (the
+    pin caps the kernels, it cannot raise them)."""
     native = json.loads(_child(_REPORT, CpuKernels("native")))
-    if native["capability"] not in ("AVX2", "AVX512"):
-        pytest.skip(f"this CPU's kernels are {native['capability']}, below AVX2")
     pinned = json.loads(_child(_REPORT, CpuKernels()))
-    assert pinned["capability"] == "AVX2"
+    has_avx2 = native["capability"] in ("AVX2", "AVX512")
+    assert pinned["capability"] == ("AVX2" if has_avx2 else native["capability"])
     assert pinned["env"]["ONEDNN_MAX_CPU_ISA"] == "AVX2" and pinned["env"]["MKL_CBWR"] == "AVX2"
     assert native["env"]["ATEN_CPU_CAPABILITY"] is None
 
