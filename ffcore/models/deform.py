@@ -236,13 +236,26 @@ class ModulatedDeformConv(nn.Module):
         self.register_parameter("bias", None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        conv = (
-            torchvision_modulated_deform_conv2d
-            if self.kernel == "torchvision"
-            else modulated_deform_conv2d
+        return deform_layer(
+            x, self.offset(x), torch.sigmoid(self.mask(x)), self.weight, self.bias, self.kernel
         )
-        y = conv(x, self.offset(x), torch.sigmoid(self.mask(x)), self.weight)
-        return y if self.bias is None else y + self.bias[:, None, None]
+
+
+def deform_layer(
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    kernel: DeformKernel,
+) -> torch.Tensor:
+    """A deformable layer's output: the conv with ``kernel`` (see ``set_deform_kernel``), plus
+    ``bias`` (None: none) per output channel."""
+    conv = (
+        torchvision_modulated_deform_conv2d if kernel == "torchvision" else modulated_deform_conv2d
+    )
+    y = conv(x, offset, mask, weight)
+    return y if bias is None else y + bias[:, None, None]
 
 
 def set_deform_kernel(model: nn.Module, kernel: DeformKernel) -> int:

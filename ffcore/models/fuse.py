@@ -28,11 +28,7 @@ from torch import nn
 
 from ffcore.models.attention import SpatialAttention
 from ffcore.models.context import ConvBN
-from ffcore.models.deform import (
-    ModulatedDeformConv,
-    modulated_deform_conv2d,
-    torchvision_modulated_deform_conv2d,
-)
+from ffcore.models.deform import ModulatedDeformConv, deform_layer
 from ffcore.models.detector import FeatherFace
 from ffcore.models.neck import SeparableConv
 
@@ -110,13 +106,7 @@ class MergedDeformConv(nn.Module):
         # the sigmoid of all 27 channels, then the mask's 9: on a channels-last map, half the
         # time of the sigmoid of the strided 9-channel slice
         offset, mask = predicted[:, :18], torch.sigmoid(predicted)[:, 18:]
-        conv = (
-            torchvision_modulated_deform_conv2d
-            if self.kernel == "torchvision"
-            else modulated_deform_conv2d
-        )
-        y = conv(x, offset, mask, self.weight)
-        return y if self.bias is None else y + self.bias[:, None, None]
+        return deform_layer(x, offset, mask, self.weight, self.bias, self.kernel)
 
 
 def merge_deform_predictors(model: nn.Module) -> int:

@@ -3,8 +3,8 @@ training data, profile and settings, metrics with their protocol (or "not evalua
 use and measured limitations.
 
 Training writes the card (``run_phase``, ``run_phases``); evaluation writes it again with the AP
-and with what the model finds on real photos (``evaluated_card``: the evaluation notebook for
-every phase, ``python -m ffcore evaluate`` for a checkpoint with a card): the detections at
+and with what the model finds on real photos (``write_model_card`` with ``metrics``: the
+evaluation notebook for every phase, ``python -m ffcore evaluate`` for a checkpoint with a card): the detections at
 score >= 0.5 on the sample photos (``ffcore.data.photos``, one face each) beside the RetinaFace
 reference's, a measured limitation of a model trained on synthetic faces.
 
@@ -162,13 +162,16 @@ def write_model_card(
     """Write ``model_card.md`` beside ``checkpoint`` (a final checkpoint of a phase). With
     ``metrics`` (an evaluation's AP per subset) the card also measures the model on the sample
     photos beside the reference; ``model``: the checkpoint's model when already loaded."""
-    from ffcore.models.checkpoint import load_model
+    from ffcore.models.checkpoint import checkpoint_info, load_checkpoint, load_model
 
-    loaded, info = load_model(checkpoint, map_location="cpu")
-    parameters = sum(p.numel() for p in loaded.parameters())
+    if model is None:
+        model, info = load_model(checkpoint, map_location="cpu")
+    else:  # the model at hand: only the checkpoint's facts are read
+        info = checkpoint_info(load_checkpoint(checkpoint))
+    parameters = sum(p.numel() for p in model.parameters())
     photos = reference = None
     if metrics is not None:
-        photos = photo_detections(model if model is not None else loaded)
+        photos = photo_detections(model)
         held = reference_photo_detections()
         reference = None if held is None else dict(held)
     path = card_path(checkpoint)
