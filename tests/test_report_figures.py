@@ -75,3 +75,23 @@ def test_latency_ratio_reports_spread_and_says_when_no_difference() -> None:
     ]  # fmt: skip
     assert table.loc["a", "verdict"] == "reference" and table.loc["a", "ratio"] == 1.0
     assert table.loc["b", "ratio_p25"] <= table.loc["b", "ratio"] <= table.loc["b", "ratio_p75"]
+
+
+def test_ap_bar_labels_have_one_decimal_and_never_round_up_to_100() -> None:
+    from ffcore.report import figures
+    from ffcore.report.ablation import plot_ap_by_phase
+
+    ap = pd.DataFrame(
+        {"easy": [0.996, 0.999, 0.9996, 1.0], "medium": [0.9733, 0.5, 0.5, 0.5],
+         "hard": [0.7, 0.7, 0.7, float("nan")]},
+        index=pd.Index(["1", "2a", "2b", "3"], name="phase"),
+    )  # fmt: skip
+    fig = plot_ap_by_phase(ap, source="smoke run, synthetic data")
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.texts]  # bar labels, phase by phase
+    easy = [labels[3 * k] for k in range(4)]  # the first of the three bars of each phase
+    assert easy == ["99.6", "99.9", "99.9", "100.0"]  # 99.96 is not "100.0"
+    assert "97.3" in labels and "100" not in labels
+    assert ax.get_yticks().max() == 100  # the room above the bars has no AP tick
+    assert figures.percent_text(99.96) == "99.9" and figures.percent_text(74.46) == "74.5"
+    figures.plt.close(fig)

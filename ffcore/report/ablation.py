@@ -172,12 +172,15 @@ def plot_ap_by_phase(ap: pd.DataFrame, source: str | None = None):
     top = float(np.nanmax(values)) if np.isfinite(values).any() else 1.0
     targets = np.array([100 * AP_TARGETS[s] for s in subsets])
     show_targets = bool(targets.max() <= 2 * top)
-    upright = len(ap.index) > 2  # "100" is wider than a bar of four: labels run upwards
+    upright = len(ap.index) > 2  # "99.6" is wider than a bar of four: labels run upwards
     for i, pid in enumerate(ap.index):
         bars = ax.bar(x - 0.1 + (i - (len(ap.index) - 1) / 2) * width, values[i], width,
                       label=f"phase {pid} ({PHASES[pid].attention_label})",
                       color=figures.PHASE_COLORS[pid])  # fmt: skip
-        ax.bar_label(bars, fmt="%.0f", fontsize=figures.MIN_FONT_PT, padding=1.5,
+        # one decimal, as in the table: 99.6 and 99.9 are not "100" (a whole-number label
+        # rounded them up), and nothing below 100 reads "100.0"
+        ax.bar_label(bars, labels=[figures.percent_text(v) for v in values[i]],
+                     fontsize=figures.MIN_FONT_PT, padding=1.5,
                      rotation=90 if upright else 0)  # fmt: skip
     limit = max(top, targets.max() if show_targets else 0.0)
     if show_targets:
@@ -189,7 +192,8 @@ def plot_ap_by_phase(ap: pd.DataFrame, source: str | None = None):
     ax.set_ylabel("AP (%)")
     ax.set_ylim(0, min(100.0, limit * 1.15) if limit > 0 else 1.0)
     if min(100.0, limit * 1.15) >= 100.0:
-        ax.set_ylim(0, 118 if upright else 108)  # room for the labels of bars near 100
+        ax.set_ylim(0, 122 if upright else 108)  # room for the labels of bars near 100
+        ax.set_yticks(np.arange(0, 101, 20))  # no AP tick above 100
     figures.legend_outside(ax)
     figures.add_source(fig, source)
     return fig
@@ -224,22 +228,42 @@ def attention_frame(maps_by_phase: dict[str, list[BlockAttention]]) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
+MAP_PERCENTILES = (2.0, 98.0)  # a SAM map's colour scale: its own range, less stray pixels
+
+
+def map_range(spatial: np.ndarray) -> tuple[float, float, int]:
+    """(low, high, decimals) of a SAM map's colour scale: its own 2nd and 98th percentiles (a
+    trained map spans a few hundredths of the 0-1 scale, which drawn on 0-1 is one flat tint;
+    the percentiles keep a few border pixels from taking the whole scale), and the decimals
+    that tell the map's min and max apart. A flat map gets a tiny span."""
+    low, high = (float(v) for v in np.percentile(spatial, MAP_PERCENTILES))
+    if not high > low:
+        low, high = float(np.min(spatial)), float(np.max(spatial))
+    if not high > low:
+        return low, low + 1e-6, 3
+    span = float(np.max(spatial) - np.min(spatial))
+    return low, high, int(min(6, max(2, np.ceil(0.5 - np.log10(span)))))
+
+
 def plot_attention(
     image_rgb: np.ndarray,
     maps_by_phase: dict[str, list[BlockAttention]],
     block: str = "neck_attention.0",
     source: str | None = None,
 ):
-    """One column per phase: the SAM spatial map of ``block`` over the photo with a colour bar
-    (top; a note where SAM is off) and the ECA channel weights of the same block (bottom)."""
+    """One column per phase: the SAM spatial map of ``block`` over the photo (in grey) with its
+    own colour bar (top; a note where SAM is off) and the ECA channel weights of the same block
+    (bottom). Each SAM map's colours span that map's own range (``map_range``: its 2nd-98th
+    percentile), so its structure shows; the colour bar under it is in true weights and its
+    label says what the colours span and the map's full min-max."""
     phases = list(maps_by_phase)
     fig, axes = figures.new_figure(
-        "full", 0.62, nrows=2, ncols=len(phases), squeeze=False,
-        gridspec_kw={"height_ratios": [1.5, 1]},
+        "full", 0.72, nrows=2, ncols=len(phases), squeeze=False,
+        gridspec_kw={"height_ratios": [1.7, 1]},
     )  # fmt: skip
     h, w = image_rgb.shape[:2]
+    grey = image_rgb[..., :3].astype(float) @ np.array([0.299, 0.587, 0.114])
     where = block_label(block)
-    image = None
     for col, pid in enumerate(phases):
         m = next((m for m in maps_by_phase[pid] if m.name == block), None)
         if m is None:
@@ -247,10 +271,18 @@ def plot_attention(
         top, bottom = axes[0, col], axes[1, col]
         top.axis("off")
         if m.spatial is not None:
-            top.imshow(image_rgb)
-            image = top.imshow(m.spatial, cmap="magma", alpha=0.6, extent=(0, w, h, 0),
-                               vmin=0, vmax=1)  # fmt: skip
-            top.set_title(f"phase {pid}: SAM map")
+            low, high, decimals = map_range(m.spatial)
+            top.imshow(grey, cmap="gray", vmin=0, vmax=255)
+            image = top.imshow(m.spatial, cmap="magma", alpha=0.65, extent=(0, w, h, 0),
+                               vmin=low, vmax=high)  # fmt: skip
+            p_low, p_high = MAP_PERCENTILES  # the colours: this map's own range
+            top.set_title(f"phase {pid}: SAM map\n(colours: its middle {p_high - p_low:g} %)")
+            lo, hi = float(m.spatial.min()), float(m.spatial.max())
+            extend = {(False, False): "neither", (True, False): "min", (False, True): "max",
+                      (True, True): "both"}[(lo < low, hi > high)]  # fmt: skip
+            bar = fig.colorbar(image, ax=top, location="bottom", shrink=0.9, pad=0.03,
+                               ticks=[low, high], format=f"%.{decimals}f", extend=extend)  # fmt: skip
+            bar.set_label(f"SAM weight\n(all: {lo:.{decimals}f}\u2013{hi:.{decimals}f})")
         else:
             top.imshow(image_rgb, alpha=0.25)
             top.text(0.5, 0.5, f"SAM off in phase {pid}:\nonly ECA re-weights channels\n(below)",
@@ -269,7 +301,5 @@ def plot_attention(
             bottom.set_title(f"phase {pid}: ECA off")
         bottom.set_xlabel("channel")  # the block is named in the title
         bottom.set_ylabel("ECA weight" if col == 0 else "")
-    if image is not None:
-        fig.colorbar(image, ax=axes[0, :].tolist(), shrink=0.8, label="SAM weight")
     figures.add_source(fig, source, title=f"Attention at {where}")
     return fig
