@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from ffcore.detection.loss import LOSS_TERMS
 from ffcore.report import figures
@@ -52,42 +53,105 @@ def probe_timeline(run_dir: str | Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def switch_ons(probe: pd.DataFrame) -> list[tuple[str, str, float, float, float]]:
+    """(phase id, attention it switches on, global epoch, probe total before, probe total
+    after) at each phase start that turns an attention part on: the previous phase's last probe
+    row and this phase's row 0 (measured with the part on, before the first step)."""
+    out = []
+    if probe is None or not len(probe) or "phase" not in probe:
+        return out
+    for prev, pid in zip(PHASE_ORDER, PHASE_ORDER[1:], strict=False):
+        before, after = probe[probe["phase"] == prev], probe[probe["phase"] == pid]
+        p, q = PHASES[prev], PHASES[pid]
+        parts = [name for name, on, was in (("ECA", q.channel_attention, p.channel_attention),
+                                            ("SAM", q.spatial_attention, p.spatial_attention))
+                 if on and not was]  # fmt: skip
+        if not parts or not len(before) or not len(after):
+            continue
+        first = after.sort_values("global_epoch").iloc[0]
+        last = before.sort_values("global_epoch").iloc[-1]
+        out.append((pid, " + ".join(parts), float(first["global_epoch"]),
+                    float(last["probe_total"]), float(first["probe_total"])))  # fmt: skip
+    return out
+
+
 def plot_timeline(
     timeline: pd.DataFrame,
     smooth: int = 5,
     source: str | None = None,
     probe: pd.DataFrame | None = None,
 ):
-    """Losses by name (top; with the probe-set total when ``probe`` is given) and the learning
-    rate with its restarts drawn as jumps (bottom), phases marked; the mixup-weighted phase is
-    shaded and labelled so its lower step loss is not read as learning."""
+    """Losses by name on a log axis (top; with the probe-set total when ``probe`` is given), the
+    total loss of phases 2a-3 on a linear axis of their own (middle: phase 1's first loss of
+    ~26 would flatten the jumps where ECA and SAM switch on, which it marks with the probe loss
+    before and after) and the learning rate with its restarts drawn as jumps (bottom), phases
+    marked; the mixup-weighted phase is shaded and labelled so its lower step loss is not read
+    as learning."""
     from ffcore.report.training_curves import break_at_restarts
 
-    fig, (ax_loss, ax_lr) = figures.new_figure("full", 0.7, nrows=2, sharex=True)
+    fig, (ax_loss, ax_zoom, ax_lr) = figures.new_figure(
+        "full", 1.0, nrows=3, gridspec_kw={"height_ratios": [1.2, 1, 0.8]}
+    )
+    ax_lr.sharex(ax_loss)
     terms = [c for c in LOSS_COLUMNS if c in timeline]
+    smoothed = {t: timeline[t].rolling(smooth, min_periods=1).mean() for t in terms}
     for term in terms:
-        ax_loss.plot(
-            timeline["global_epoch"],
-            timeline[term].rolling(smooth, min_periods=1).mean(),
-            label=f"{term} (step, running mean)",
-            lw=1,
-        )
-    if probe is not None and len(probe):
+        ax_loss.plot(timeline["global_epoch"], smoothed[term],
+                     label=f"{term} (step, running mean)", lw=1)  # fmt: skip
+    has_probe = probe is not None and len(probe) > 0
+    if has_probe:
         ax_loss.plot(
             probe["global_epoch"], probe["probe_total"], "o", color="black", ms=2.5,
             label="total on the probe set\n(clean crops, comparable\nacross phases)",
         )  # fmt: skip
-    ax_loss.set_ylabel("loss")
+    ax_loss.set_yscale("log")  # phase 1 starts an order of magnitude above where it ends
+    ax_loss.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax_loss.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 0.5 1 2 5 10 20
+    ax_loss.yaxis.set_minor_formatter(NullFormatter())
+    ax_loss.set_ylabel("loss (log scale)")
+    bounds = phase_boundaries(timeline)
+    end = float(np.ceil(timeline["global_epoch"].max()))
+    # the zoom: the phases after the first, where attention switches on
+    later = [b for b in bounds if b[0] != PHASE_ORDER[0]]
+    zoom_from = later[0][1] if later else (bounds[0][1] if bounds else 0.0)
+    inside = timeline["global_epoch"] >= zoom_from
+    total = "total" if "total" in smoothed else (terms[-1] if terms else None)
+    values = []
+    if total is not None:
+        ax_zoom.plot(timeline["global_epoch"][inside], smoothed[total][inside], lw=1,
+                     color=ax_loss.get_lines()[terms.index(total)].get_color())  # fmt: skip
+        values.append(smoothed[total][inside].to_numpy(dtype=float))
+    if has_probe:
+        near = probe[probe["global_epoch"] >= zoom_from]
+        ax_zoom.plot(near["global_epoch"], near["probe_total"], "o", color="black", ms=2.5)
+        values.append(near["probe_total"].to_numpy(dtype=float))
+    jumps = [j for j in switch_ons(probe) if j[2] >= zoom_from] if has_probe else []
+    for _pid, parts, x, before, after in jumps:
+        ax_zoom.annotate("", xy=(x, after), xytext=(x, before),
+                         arrowprops={"arrowstyle": "->", "color": "black", "lw": 0.8})  # fmt: skip
+        ax_zoom.annotate(f"{parts} on: probe\n{before:.2f} \u2192 {after:.2f}", xy=(x, after),
+                         xytext=(4, 0), textcoords="offset points", va="top",
+                         fontsize=figures.MIN_FONT_PT)  # fmt: skip
+        values.append(np.array([before, after]))
+    finite = np.concatenate(values) if values else np.array([])
+    finite = finite[np.isfinite(finite)]
+    if finite.size:
+        low, high = float(finite.min()), float(finite.max())
+        pad = 0.08 * max(high - low, 1e-6)
+        ax_zoom.set_ylim(low - pad, high + pad)
+    ax_zoom.set_xlim(zoom_from - 0.02 * (end - zoom_from), end)  # the first jump off the edge
+    ax_zoom.set_ylabel(f"{total or 'loss'} (linear)")
+    if later:
+        ax_zoom.set_title(f"phases {later[0][0]}\u2013{later[-1][0]} on a linear axis: {total} "
+                          "step loss (running mean) and probe total", loc="left")  # fmt: skip
     ax_lr.plot(*break_at_restarts(timeline["global_epoch"], timeline["lr"]), color="black", lw=1)
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_xlabel("epoch (all phases)")
     ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
-    bounds = phase_boundaries(timeline)
-    end = float(np.ceil(timeline["global_epoch"].max()))
     span = max(end - (bounds[0][1] if bounds else 0.0), 1e-9)
     for k, (pid, start) in enumerate(bounds):
         stop = bounds[k + 1][1] if k + 1 < len(bounds) else end
-        for ax in (ax_loss, ax_lr):
+        for ax in (ax_loss, ax_lr) + ((ax_zoom,) if start >= zoom_from else ()):
             ax.axvline(start, color=figures.PHASE_COLORS[pid], ls="--", lw=0.8)
         # "phase 2a" where the phase is wide enough for it, else only "2a" (labels never meet)
         text = f"phase {pid}" if (stop - start) / span >= 0.14 else pid
@@ -98,6 +162,8 @@ def plot_timeline(
         if PHASES[pid].mixup_alpha is not None:  # said in the legend: the span may be narrow
             ax_loss.axvspan(start, stop, color="0.9", zorder=0,
                             label=f"phase {pid}: mixup-weighted\nstep loss, lower by\nconstruction")  # fmt: skip
+            if start >= zoom_from:
+                ax_zoom.axvspan(start, stop, color="0.9", zorder=0)
     figures.legend_outside(ax_loss)
     figures.add_source(fig, source)
     return fig
