@@ -142,8 +142,9 @@ def plot_timeline(
     ax_zoom.set_xlim(zoom_from - 0.02 * (end - zoom_from), end)  # the first jump off the edge
     ax_zoom.set_ylabel(f"{total or 'loss'} (linear)")
     if later:
-        ax_zoom.set_title(f"phases {later[0][0]}\u2013{later[-1][0]} on a linear axis: {total} "
-                          "step loss (running mean) and probe total", loc="left")  # fmt: skip
+        ax_zoom.set_title(f"phases {later[0][0]}\u2013{later[-1][0]} on a linear axis: "
+                          f"{total or 'total'} step loss (running mean) and probe total",
+                          loc="left")  # fmt: skip
     ax_lr.plot(*break_at_restarts(timeline["global_epoch"], timeline["lr"]), color="black", lw=1)
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_xlabel("epoch (all phases)")
