@@ -41,3 +41,29 @@ def test_switched_off_parts_report_none() -> None:
 def test_resize_to_stride() -> None:
     assert resize_to_stride(np.zeros((600, 512, 3), np.uint8)).shape == (608, 512, 3)
     assert resize_to_stride(np.zeros((10, 70, 3), np.uint8)).shape == (32, 64, 3)
+
+
+def test_sam_overlay_shows_the_structure_of_a_map_of_small_range() -> None:
+    from matplotlib.image import AxesImage
+
+    from ffcore.report import figures
+    from ffcore.report.ablation import MAP_PERCENTILES, plot_attention
+    from ffcore.report.attention_maps import BlockAttention
+
+    yy, xx = np.mgrid[0:12, 0:16]
+    spatial = 0.5 + 0.01 * np.exp(-((yy - 6.0) ** 2 + (xx - 8.0) ** 2) / 8.0)  # 0.500-0.510
+    maps = {"2b": [BlockAttention("neck_attention.0", np.full(8, 0.5), spatial)]}
+    fig = plot_attention(np.zeros((96, 128, 3), np.uint8), maps, source="smoke run")
+    top = fig.axes[0]
+    overlay = [im for im in top.get_images() if im.get_array().shape == spatial.shape]
+    assert len(overlay) == 1 and isinstance(overlay[0], AxesImage)
+    shown = overlay[0].norm(spatial)  # the colour-map positions the reader sees, 0-1
+    low, high = np.percentile(spatial, MAP_PERCENTILES)
+    assert overlay[0].norm.vmin == pytest.approx(low) and overlay[0].norm.vmax == pytest.approx(
+        high
+    )
+    assert np.ptp(np.clip(shown, 0, 1)) == pytest.approx(1.0)  # on 0-1 it would be 0.01
+    bar = next(ax for ax in fig.axes if ax.get_label() == "<colorbar>")
+    assert "0.500\u20130.510" in bar.get_xlabel()  # the true range, stated
+    assert "middle 96 %" in top.get_title()  # what the colours span, said on the panel
+    figures.plt.close(fig)

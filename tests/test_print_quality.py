@@ -172,3 +172,65 @@ def test_wide_tables_are_never_shrunk_below_90_percent(tmp_path) -> None:
     for name, scale in found.items():
         assert scale >= 0.9, name
     assert REPO_ROOT.is_dir()
+
+
+def _overlaps(a, b) -> bool:
+    """Two window extents share more than a hairline (0.5 px at the figure's dpi)."""
+    return min(a.x1, b.x1) - max(a.x0, b.x0) > 0.5 and min(a.y1, b.y1) - max(a.y0, b.y0) > 0.5
+
+
+def test_val_detection_panels_are_large_and_scores_clear_of_titles() -> None:
+    from ffcore.report import detection_figures
+
+    image = np.full((160, 160, 3), 128, np.uint8)
+
+    class Dets:  # one box touching the top edge: its label went above the image
+        boxes = np.array([[10.0, 0, 60, 40], [80, 70, 130, 120]])
+        scores = np.array([0.93, 0.71])
+        landmarks = None
+
+    panels = [(f"image {k}", image, Dets()) for k in range(4)]
+    fig = detection_figures.plot_detection_panels(panels, 0.5, source="smoke run")
+    fig.draw_without_rendering()
+    r = fig.canvas.get_renderer()
+    shown = [ax for ax in fig.axes if ax.get_images()]
+    assert len(shown) == 4
+    for ax in shown:  # at print size (the figure is printed at 100 %)
+        box = ax.get_window_extent(r)
+        assert max(box.width, box.height) / fig.dpi >= detection_figures.MIN_PANEL_IN
+    titles = [ax.title.get_window_extent(r) for ax in shown]
+    labels = [t for ax in shown for t in ax.texts if t.get_gid() == detection_figures.SCORE_LABEL]
+    assert len(labels) == 8
+    for label in labels:
+        extent = label.get_window_extent(r)
+        assert not any(_overlaps(extent, title) for title in titles), label.get_text()
+        assert extent.y1 <= label.axes.get_window_extent(r).y1 + 0.5  # inside its image
+    _check(fig)
+
+
+def test_failure_gallery_titles_clear_of_each_other_and_of_the_crops() -> None:
+    from ffcore.report import detection_figures
+
+    class Crop:
+        def __init__(self, h: float, score: float) -> None:
+            self.face_height, self.score = h, score
+
+        def crop(self) -> np.ndarray:
+            return np.full((40, 40, 3), 90, np.uint8)
+
+    rows = [("missed", [Crop(80 - k, float("nan")) for k in range(8)]),
+            ("false positive", [Crop(30 + k, 0.99 - 0.01 * k) for k in range(7)])]  # fmt: skip
+    fig = detection_figures.plot_failure_gallery(rows, source="smoke run, synthetic data", ncols=8)
+    fig.draw_without_rendering()
+    r = fig.canvas.get_renderer()
+    shown = [ax for ax in fig.axes if ax.get_images()]
+    assert len(shown) == 15
+    texts = [ax.title for ax in shown] + [fig._suptitle]
+    assert "score 0.99" in shown[8].get_title() and "score" not in shown[0].get_title()
+    extents = [t.get_window_extent(r) for t in texts]
+    for i, a in enumerate(extents):
+        assert not any(_overlaps(a, b) for b in extents[i + 1 :]), texts[i].get_text()
+        # no title over a crop (its own is below it; the row above ends above it)
+        assert not any(_overlaps(a, ax.get_window_extent(r)) for ax in shown), texts[i].get_text()
+    assert [shown[0].get_ylabel(), shown[8].get_ylabel()] == ["missed", "false\npositive"]
+    _check(fig)

@@ -11,6 +11,8 @@ from matplotlib import patches
 from ffcore.report import figures
 
 MAX_LABELLED = 12  # boxes per image that get a score label (the rest: box only)
+SCORE_LABEL = "score-label"  # the gid of a box's score label (``keep_labels_inside``)
+MIN_PANEL_IN = 2.0  # the least long side of an image panel as printed (0.5 in hid the boxes)
 
 
 DISPLAY_PX = 640  # long side of a photo as drawn in a figure
@@ -90,6 +92,7 @@ def draw_detections(
             ax.text(
                 x1, max(y1, 0), f"{scores[i]:.2f}", fontsize=figures.MIN_FONT_PT, color="black", va="bottom",
                 bbox={"boxstyle": "square,pad=0.1", "fc": color, "ec": "none", "alpha": 0.85},
+                gid=SCORE_LABEL, clip_on=False,
             )  # fmt: skip
         if landmarks is not None:
             pts = np.asarray(landmarks[i]).reshape(-1, 2)
@@ -98,22 +101,80 @@ def draw_detections(
     return len(keep)
 
 
+def keep_labels_inside(fig) -> int:
+    """Move every score label that would stick out above its image (a box at the top edge) to
+    just inside the box's top edge, so no label runs into the panel title. Lays the figure out
+    first; returns how many labels moved."""
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    moved = 0
+    for ax in fig.axes:
+        top = ax.get_window_extent(renderer).y1
+        for text in ax.texts:
+            if text.get_gid() == SCORE_LABEL and text.get_window_extent(renderer).y1 > top + 0.5:
+                text.set_va("top")  # the image's y axis points down: "top" hangs below y
+                moved += 1
+    return moved
+
+
 def plot_detection_panels(
     panels: Sequence[tuple[str, np.ndarray, object]],
     min_score: float = 0.5,
     source: str | None = None,
     aspect: float | None = None,
+    ncols: int | None = None,
 ):
-    """One panel per ``(title, image_rgb, detections)``; each title ends with how many faces
-    were found at ``min_score`` ("1 face", "3 faces")."""
+    """One panel per ``(title, image_rgb, detections)``, ``ncols`` to a row (default: two, so
+    a panel is half the text width and its boxes are visible in print); each title ends with
+    how many faces were found at ``min_score`` ("1 face", "3 faces"). Score labels stay inside
+    their image (``keep_labels_inside``)."""
     n = len(panels)
+    ncols = min(n, 2) if ncols is None else max(1, min(n, ncols))
+    nrows = -(-n // ncols)
     if aspect is None:
         h, w = panels[0][1].shape[:2]
-        aspect = min(1.2, 1.15 * h / (w * n))
-    fig, axes = figures.new_figure("full", aspect=aspect, ncols=n, squeeze=False)
-    for ax, (title, image, dets) in zip(axes[0], panels, strict=True):
+        aspect = min(1.0, nrows * 1.15 * h / (w * ncols) + 0.08 * nrows)  # at most a square
+    fig, axes = figures.new_figure("full", aspect=aspect, ncols=ncols, nrows=nrows, squeeze=False)
+    flat = axes.ravel()
+    for ax in flat[n:]:
+        ax.axis("off")
+    for ax, (title, image, dets) in zip(flat, panels, strict=False):
         drawn = draw_detections(ax, image, dets.boxes, dets.scores, dets.landmarks, min_score)
         ax.set_title(f"{title}\n{figures.plural(drawn, 'face')} at score \u2265 {min_score:g}",
                      fontsize=figures.MIN_FONT_PT)  # fmt: skip
+    figures.add_source(fig, source)
+    keep_labels_inside(fig)
+    return fig
+
+
+def plot_failure_gallery(
+    rows: Sequence[tuple[str, Sequence]], source: str | None = None, ncols: int | None = None
+):
+    """The failure gallery: one row per ``(label, failures)`` (``ffcore.evaluation.failures``
+    ``Failure``: its ``crop()`` with the box drawn, ``face_height``, ``score``), ``ncols``
+    crops to a row (default: as many as the longest row has). The row's label is written once, left of it; each crop's title gives the
+    face height and, for a false positive, its score (no label inside a crop, where it covered
+    the face or ran into the title above)."""
+    if ncols is None:
+        ncols = max((len(items) for _, items in rows), default=1) or 1
+    rows = [(label, list(items)[:ncols]) for label, items in rows]
+    fig, axes = figures.new_figure("full", aspect=0.2 * len(rows) + 0.06, ncols=ncols,
+                                   nrows=len(rows), squeeze=False)  # fmt: skip
+    for (label, items), row in zip(rows, axes, strict=True):
+        for k, ax in enumerate(row):
+            if k >= len(items):
+                ax.axis("off")
+                continue
+            item = items[k]
+            ax.imshow(cv2.cvtColor(item.crop(), cv2.COLOR_BGR2RGB))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_frame_on(False)
+            score = "" if np.isnan(item.score) else f"\nscore {item.score:.2f}"
+            ax.set_title(f"h={item.face_height:.0f} px{score}", fontsize=figures.MIN_FONT_PT)
+        row[0].set_ylabel(label.replace(" ", "\n"), fontsize=figures.MIN_FONT_PT)
+        if not items:
+            row[0].text(0, 0.5, f"no {label}", transform=row[0].transAxes, va="center",
+                        fontsize=figures.MIN_FONT_PT)  # fmt: skip
     figures.add_source(fig, source)
     return fig

@@ -312,6 +312,17 @@ def format_number(value: object, decimals: int) -> str:
     return latex_escape(value)
 
 
+def percent_text(value: float, decimals: int = 1) -> str:
+    """A percentage rounded to ``decimals`` places that never reads as a full 100 when it is
+    below it: ``99.6`` -> "99.6", ``99.96`` -> "99.9" (rounded down there), ``100`` -> "100.0"."""
+    if not math.isfinite(value):
+        return ""
+    text = f"{value:.{decimals}f}"
+    if value < 100.0 and float(text) >= 100.0:
+        text = f"{math.floor(value * 10**decimals) / 10**decimals:.{decimals}f}"
+    return text
+
+
 def _minus(number: str) -> str:
     """A formatted number with a true minus sign (``$-$``), not a hyphen."""
     return "$-$" + number[1:] if number.startswith("-") else number
