@@ -332,8 +332,8 @@ def _detect_model(args: argparse.Namespace):
         from ffcore.models import reference as pretrained
 
         return pretrained.load_reference_model(), pretrained.REFERENCE_LABEL, None
+    from ffcore.chain.model_card import synthetic_warning
     from ffcore.models.checkpoint import load_model
-    from ffcore.training.model_card import synthetic_warning
 
     model, info = load_model(args.checkpoint, args.device)
     warning = synthetic_warning(args.checkpoint, info)
@@ -484,9 +484,9 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
+    from ffcore.chain.model_card import card_path, card_profile, write_model_card
     from ffcore.evaluation.inference import DetectParams, default_prediction_dir, evaluate_model
     from ffcore.models.checkpoint import load_model
-    from ffcore.training.model_card import card_path, card_profile, write_model_card
 
     model, _ = load_model(args.checkpoint, args.device)
     out = args.out or default_prediction_dir(args.checkpoint)
@@ -825,10 +825,10 @@ def _report_phase(result) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from ffcore.chain.phases import run_phases
     from ffcore.schedule import PHASE_ORDER
     from ffcore.training.distributed import dist_from_env
     from ffcore.training.engine import NonFiniteLossError
-    from ffcore.training.phases import run_phases
 
     _check_train_args(args)
     main_rank = dist_from_env().main
@@ -863,7 +863,12 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 # -- study ----------------------------------------------------------------------------------
+def _name_list(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
 def _add_study(p: argparse.ArgumentParser) -> None:
+    from ffcore.schedule import AS_SPECIFIED, PHASE3_VARIANTS
     from ffcore.study import CONFIGURATIONS, SlurmOptions
 
     p.add_argument("--profile", choices=tuple(PROFILES), default="study")
@@ -876,6 +881,22 @@ def _add_study(p: argparse.ArgumentParser) -> None:
         help=f"configurations of the grid ({', '.join(CONFIGURATIONS)})",
     )
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 for every configuration")
+    p.add_argument(
+        "--phase3-variants",
+        type=_name_list,
+        default=(),
+        metavar="NAMES",
+        help="comma-separated phase-3 variants to train too, each from the cell's own phase-2b "
+        f"checkpoint ({', '.join(v for v in PHASE3_VARIANTS if v != AS_SPECIFIED)})",
+    )
+    p.add_argument(
+        "--phase3-configurations",
+        type=_name_list,
+        default=("eca_cbam_phased",),
+        metavar="NAMES",
+        help="comma-separated configurations whose cells train the --phase3-variants "
+        "(default eca_cbam_phased)",
+    )
     p.add_argument("--out", default="runs/study", help="study folder, one sub-folder per cell")
     p.add_argument(
         "--data-root", default=None, help="WIDER-layout root (default: the profile's synthetic set)"
@@ -936,6 +957,21 @@ def _plan_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_phase3_args(args: argparse.Namespace) -> None:
+    from ffcore.schedule import AS_SPECIFIED, PHASE3_VARIANTS
+    from ffcore.study import CONFIGURATIONS
+
+    extra = [v for v in PHASE3_VARIANTS if v != AS_SPECIFIED]
+    bad = [v for v in args.phase3_variants if v not in extra]
+    if bad:
+        raise ValueError(f"--phase3-variants: unknown {bad}; choose from {', '.join(extra)}")
+    bad = [c for c in args.phase3_configurations if c not in CONFIGURATIONS]
+    if bad:
+        raise ValueError(
+            f"--phase3-configurations: unknown {bad}; choose from {', '.join(CONFIGURATIONS)}"
+        )
+
+
 def _run_study(args: argparse.Namespace) -> int:
     from ffcore.paths import repo_path
 
@@ -946,6 +982,7 @@ def _run_study(args: argparse.Namespace) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    _check_phase3_args(args)
     if args.data_root is None:
         from ffcore.data.synthetic import ensure_dataset
 
@@ -953,7 +990,9 @@ def _run_study(args: argparse.Namespace) -> int:
     else:
         data_root = repo_path(args.data_root)
     out = repo_path(args.out)
-    spec = StudySpec(args.profile, str(out), str(data_root), args.device, threads=args.threads)
+    spec = StudySpec(args.profile, str(out), str(data_root), args.device, threads=args.threads,
+                     phase3_variants=args.phase3_variants,
+                     phase3_configurations=args.phase3_configurations)  # fmt: skip
     slurm = SlurmOptions(
         partition=args.partition,
         time_min=args.time_min,

@@ -8,6 +8,10 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+# strides of the backbone's three output stages: the prior levels (``ffcore.detection.priors``)
+# and the backbone (``ffcore.models.backbone``) both read them here
+STAGE_STRIDES: tuple[int, int, int] = (8, 16, 32)
+
 
 @dataclass(frozen=True)
 class VariantSpec:
@@ -119,8 +123,14 @@ class TrainConfig:
     # ``seed``); an int draws every module from its own stream of it (``build_model``), so
     # variants share every common initial tensor exactly (the ablation study)
     init_seed: int | None = None
+    # phase 3 only: one of ``ffcore.schedule.PHASE3_VARIANTS`` (regularisers switched off),
+    # trained into its own folder; "as_specified" is the phase table's phase 3
+    phase3_variant: str = "as_specified"
 
     def __post_init__(self) -> None:
+        from ffcore.schedule import get_phase
+
+        get_phase(self.phase, self.phase3_variant)  # an unknown phase or variant: ValueError
         if self.variant is not None and self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.epochs is not None and self.epochs < 1:

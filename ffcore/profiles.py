@@ -4,12 +4,13 @@
 ``smoke``  the README's ``make reproduce``: minutes on 2 CPU cores on the synthetic dataset, and
            it converges (the phase-3 model detects the synthetic val faces).
 ``study``  one cell of the ablation grid (``ffcore.study``) on the synthetic dataset.
+``study_2x`` the study with twice its epochs (24 / 6 / 8 / 6), on the same synthetic dataset.
 ``full``   the thesis schedule on real WIDER FACE (epochs from ``ffcore.schedule.PHASES``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ffcore.schedule import PHASE_ORDER, get_phase
 
@@ -25,6 +26,13 @@ class Profile:
     synthetic_val: int
     synthetic_image_size: int
     eval_image_size: int | None  # None: evaluate at original scale
+    # the synthetic dataset's folder (``ffcore.data.synthetic.ensure_dataset``); None: the
+    # profile's name. Profiles that name the same folder train and score on the same data.
+    dataset: str | None = None
+
+    @property
+    def dataset_name(self) -> str:
+        return self.dataset or self.name
 
     def __post_init__(self) -> None:
         if self.phase_epochs is not None and len(self.phase_epochs) != len(PHASE_ORDER):
@@ -82,6 +90,12 @@ PROFILES: dict[str, Profile] = {
         eval_image_size=None,
     ),
 }
+
+
+# the study's schedule twice over, everything else (data included) the study's
+PROFILES["study_2x"] = replace(
+    PROFILES["study"], name="study_2x", phase_epochs=(24, 6, 8, 6), dataset="study"
+)
 
 
 def get_profile(name: str) -> Profile:

@@ -5,7 +5,7 @@ CLI, engine, notebooks, tests and docs all read ``PHASES``; nothing else restate
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class Phase:
     loc_weight: float = 2.0
     cls_weight: float = 1.0
     landmark_weight: float = 0.5
+    variant: str = "as_specified"  # a phase-3 variant (PHASE3_VARIANTS); the table's: as_specified
 
     @property
     def checkpoint_name(self) -> str:
@@ -33,7 +34,9 @@ class Phase:
 
     @property
     def folder(self) -> str:
-        return f"phase{self.id}"
+        return (
+            f"phase{self.id}" if self.variant == AS_SPECIFIED else f"phase{self.id}_{self.variant}"
+        )
 
     @property
     def attention_label(self) -> str:
@@ -61,8 +64,37 @@ PHASES: dict[str, Phase] = {
 PHASE_ORDER: tuple[str, ...] = tuple(PHASES)
 
 
-def get_phase(phase_id: str | int) -> Phase:
+FINAL_PHASE = PHASE_ORDER[-1]
+AS_SPECIFIED = "as_specified"
+
+
+def _phase3_variant(name: str, **changes: object) -> Phase:
+    return replace(PHASES[FINAL_PHASE], variant=name, **changes)  # type: ignore[arg-type]
+
+
+# Phase 3 taken apart: the same lr, epochs and T_0 from the same phase-2b checkpoint, with one
+# regulariser (or all three) switched off; each trains into its own folder (``Phase.folder``).
+PHASE3_VARIANTS: dict[str, Phase] = {
+    AS_SPECIFIED: PHASES[FINAL_PHASE],
+    "no_mixup": _phase3_variant("no_mixup", mixup_alpha=None),
+    "no_dropout": _phase3_variant("no_dropout", head_dropout=False),
+    "no_regularisers": _phase3_variant(
+        "no_regularisers", mixup_alpha=None, head_dropout=False, grad_clip=None
+    ),
+}
+
+
+def get_phase(phase_id: str | int, phase3_variant: str = AS_SPECIFIED) -> Phase:
+    """The phase of the table; ``phase3_variant`` (phase 3 only) one of ``PHASE3_VARIANTS``."""
     key = str(phase_id)
     if key not in PHASES:
         raise ValueError(f"unknown phase {phase_id!r}; phases are {', '.join(PHASE_ORDER)}")
-    return PHASES[key]
+    if phase3_variant == AS_SPECIFIED:
+        return PHASES[key]
+    if phase3_variant not in PHASE3_VARIANTS:
+        raise ValueError(
+            f"unknown phase-3 variant {phase3_variant!r}; choose from {', '.join(PHASE3_VARIANTS)}"
+        )
+    if key != FINAL_PHASE:
+        raise ValueError(f"phase-3 variant {phase3_variant!r} asked for phase {key}")
+    return PHASE3_VARIANTS[phase3_variant]

@@ -1,5 +1,7 @@
 """The package's layers: imports point down (spec <- models/detection/data <- training/evaluation/
-export <- study <- report <- cli/reproduce) and no module imports itself back through others."""
+export <- chain <- study <- report <- cli/reproduce), never sideways between the parts of one layer
+(training does not import evaluation, models not data, ...), and no module imports itself back
+through others."""
 
 from __future__ import annotations
 
@@ -26,10 +28,13 @@ LAYERS: dict[str, int] = {
     ),
     **dict.fromkeys(("models", "detection", "data"), 1),
     **dict.fromkeys(("training", "evaluation", "export"), 2),
-    "study": 3,
-    "report": 4,
-    **dict.fromkeys(("reproduce", "cli", "__main__", "__init__"), 5),
+    "chain": 3,
+    "study": 4,
+    "report": 5,
+    **dict.fromkeys(("reproduce", "cli", "__main__", "__init__"), 6),
 }
+# the layers whose parts are independent of each other (the spec modules build on each other)
+SIDEWAYS_FORBIDDEN: tuple[int, ...] = (1, 2)
 
 
 def _module_name(path: Path) -> str:
@@ -51,9 +56,13 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-def _layer(module: str) -> int:
+def _top(module: str) -> str:
     parts = module.split(".")
-    return LAYERS[parts[1]] if len(parts) > 1 else LAYERS["__init__"]
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _layer(module: str) -> int:
+    return LAYERS[_top(module)]
 
 
 def _graph() -> dict[str, set[str]]:
@@ -73,6 +82,48 @@ def test_imports_point_down() -> None:
         if _layer(dep) > _layer(mod)
     ]
     assert not upward, "\n".join(upward)
+
+
+def sideways(graph: dict[str, set[str]]) -> list[str]:
+    """Imports between different parts of one layer where its parts must stay independent."""
+    return [
+        f"{mod} imports {dep} (both layer {_layer(mod)})"
+        for mod, deps in graph.items()
+        for dep in deps
+        if _layer(mod) in SIDEWAYS_FORBIDDEN
+        and _layer(dep) == _layer(mod)
+        and _top(dep) != _top(mod)
+    ]
+
+
+def test_no_sideways_imports() -> None:
+    found = sideways(_graph())
+    assert not found, "\n".join(found)
+
+
+def test_the_sideways_check_finds_one() -> None:
+    """The same check on the real graph plus a training -> evaluation and a detection -> models
+    edge finds both, and nothing else."""
+    graph = _graph()
+    graph["ffcore.training.engine"] = graph["ffcore.training.engine"] | {
+        "ffcore.evaluation.inference"
+    }
+    graph["ffcore.detection.priors"] = graph["ffcore.detection.priors"] | {"ffcore.models.backbone"}
+    found = sideways(graph)
+    assert len(found) == 2
+    assert any("ffcore.training.engine imports ffcore.evaluation.inference" in f for f in found)
+    assert any("ffcore.detection.priors imports ffcore.models.backbone" in f for f in found)
+
+
+def test_the_trainer_is_the_engine_alone() -> None:
+    """``ffcore.training`` reaches neither the evaluation nor the chain above it."""
+    graph = _graph()
+    for top in [m for m in graph if m.startswith("ffcore.training")]:
+        above = sorted(
+            m for m in reachable(graph, top) if m.startswith(("ffcore.evaluation", "ffcore.chain"))
+        )
+        assert not above, f"{top} imports {above}"
+    assert any(m.startswith("ffcore.evaluation") for m in reachable(graph, "ffcore.chain.phases"))
 
 
 def _resolve(graph: dict[str, set[str]], dep: str) -> str:

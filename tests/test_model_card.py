@@ -1,11 +1,11 @@
-"""ffcore.training.model_card: the card's facts, and the synthetic-data warning of detect."""
+"""ffcore.chain.model_card: the card's facts, and the synthetic-data warning of detect."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from ffcore.training.model_card import card_path, model_card, synthetic_warning
+from ffcore.chain.model_card import card_path, model_card, synthetic_warning
 
 
 def _info(label: Path) -> dict:
@@ -74,15 +74,15 @@ def test_evaluation_writes_the_card_with_metrics_and_measured_photos(tmp_path: P
     card are detect's at score >= 0.5, and the reference finds the one face of each photo."""
     import torch
 
-    from ffcore.data.photos import sample_photos
-    from ffcore.evaluation.inference import DetectParams, detect
-    from ffcore.models import build_model
-    from ffcore.training.checkpoint import save_checkpoint
-    from ffcore.training.model_card import (
+    from ffcore.chain.model_card import (
         card_profile,
         reference_photo_detections,
         write_model_card,
     )
+    from ffcore.data.photos import sample_photos
+    from ffcore.evaluation.inference import DetectParams, detect
+    from ffcore.models import build_model
+    from ffcore.training.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = build_model("eca_cbam")

@@ -124,9 +124,9 @@ def test_start_refusals(tmp_path: Path) -> None:
 
 def test_train_all_with_a_later_phase_checkpoint_starts_the_chain_there(tmp_path: Path) -> None:
     """What the Ctrl-C line offers under ``--all``: ``--resume_net <phase2a/latest.pth>``."""
+    from ffcore.chain.phases import _first_phase
     from ffcore.models import build_model
     from ffcore.training.checkpoint import save_checkpoint
-    from ffcore.training.phases import _first_phase
 
     latest = save_checkpoint(
         tmp_path / "latest.pth", model=build_model("eca_cbam"), phase="2a", epoch=1, epochs=2

@@ -232,7 +232,8 @@ def _per_seed_frame(configurations=tuple(CONFIGURATIONS)) -> pd.DataFrame:
                         "ap_first96": ap + off * 3 * E[seed], "nme": 0.05 + 0.001 * seed,
                         "train_seconds": 100.0 + seed, "train_cpu_seconds": 190.0,
                         "eval_seconds": 10.0, "profile": "study", "torch_threads": 2.0,
-                        "eval_cpu_seconds": 10.0,
+                        "eval_cpu_seconds": 10.0, "phase": "3",
+                        "phase3_variant": "as_specified", "cpu_capability": "avx2",
                     }
                 )  # fmt: skip
     return pd.DataFrame(rows, columns=list(PER_SEED_COLUMNS))
@@ -283,8 +284,11 @@ def test_load_results_reads_old_and_new_results(tmp_path) -> None:
             json.dumps(_result(conf, seed, new))
         )
     frame = load_results(tmp_path)
-    assert list(frame.columns[:4]) == ["configuration", "seed", "subset", "ap"]
+    assert list(frame.columns[:7]) == [
+        "profile", "configuration", "phase3_variant", "phase", "seed", "subset", "ap",
+    ]  # fmt: skip
     assert tuple(frame.columns) == PER_SEED_COLUMNS
+    assert set(frame.phase) == {"3"} and set(frame.phase3_variant) == {"as_specified"}
     # configuration order (none first), then seed, then subset
     assert list(zip(frame.configuration, frame.seed, strict=True))[::3] == [
         ("none", 0), ("none", 1), ("eca_cbam_joint", 0),

@@ -601,14 +601,15 @@ def ensure_dataset(
     root: Path | str | None = None, profile: str = "smoke", seed: int = DEFAULT_SEED
 ) -> Path:
     """The synthetic dataset of ``profile`` at ``root`` (default
-    ``ffcore.paths.DEFAULT_DATA_ROOT / profile``, one folder per profile so profiles never
-    regenerate each other's data), generated only when missing or generated with other
-    parameters."""
+    ``ffcore.paths.DEFAULT_DATA_ROOT / <the profile's dataset name>``, one folder per dataset so
+    profiles never regenerate each other's data; ``study_2x`` shares ``study``'s), generated
+    only when missing or generated with other parameters."""
     from ffcore.paths import DEFAULT_DATA_ROOT
     from ffcore.profiles import get_profile
 
     prof = get_profile(profile)
-    root = Path(root).expanduser().absolute() if root is not None else DEFAULT_DATA_ROOT / profile
+    default = DEFAULT_DATA_ROOT / prof.dataset_name
+    root = Path(root).expanduser().absolute() if root is not None else default
     params = _parameters(prof.synthetic_train, prof.synthetic_val, prof.synthetic_image_size, seed)
     if _matches(read_manifest(root), params):
         return root

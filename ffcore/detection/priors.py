@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from ffcore.models.backbone import STAGE_STRIDES
+from ffcore.config import STAGE_STRIDES
 
 MIN_SIZES: tuple[tuple[int, ...], ...] = ((16, 32), (64, 128), (256, 512))
 STEPS: tuple[int, ...] = STAGE_STRIDES  # one prior level per backbone stage

@@ -7,8 +7,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ffcore.config import STAGE_STRIDES
+
 STAGE_CHANNELS: tuple[int, int, int] = (64, 128, 256)
-STAGE_STRIDES: tuple[int, int, int] = (8, 16, 32)
 MAX_STRIDE = STAGE_STRIDES[-1]  # input sides must be multiples of this
 
 

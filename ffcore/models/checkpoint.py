@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ffcore.config import ModelConfig, from_dict
-from ffcore.schedule import Phase, get_phase
+from ffcore.schedule import AS_SPECIFIED, Phase, get_phase
 
 FORMAT = "ffcore-checkpoint"
 FORMAT_VERSION = 1
@@ -78,7 +78,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
     try:
-        get_phase(state["phase"])
+        get_phase(state["phase"], phase3_variant_of(state))
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     state["path"] = str(path)
@@ -117,16 +117,24 @@ def load_model(
     state = load_checkpoint(path, map_location)
     model = build_from_config(model_config_of(state))
     load_weights(model, state)
-    schedule = state.get("train_config", {}).get("attention_schedule", "phased")
-    model.apply_phase(get_phase(state["phase"]), schedule)
+    train_config = state.get("train_config", {})
+    schedule = train_config.get("attention_schedule", "phased")
+    model.apply_phase(get_phase(state["phase"], phase3_variant_of(state)), schedule)
     model.to(map_location).eval()
     return model, checkpoint_info(state)
+
+
+def phase3_variant_of(state: dict[str, Any]) -> str:
+    """The phase-3 variant a checkpoint was trained as (``ffcore.schedule.PHASE3_VARIANTS``;
+    older checkpoints, which lack it: the phase table's)."""
+    return (state.get("train_config") or {}).get("phase3_variant", AS_SPECIFIED)
 
 
 def checkpoint_info(state: dict[str, Any]) -> dict[str, Any]:
     return {
         "path": state.get("path"),
         "phase": state["phase"],
+        "phase3_variant": phase3_variant_of(state),
         "epoch": state["epoch"],
         "epochs": state["epochs"],
         "complete": state["epoch"] >= state["epochs"],

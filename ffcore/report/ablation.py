@@ -182,10 +182,10 @@ def evaluate_phases(
     ``<out_dir>/ap_by_phase.csv``. ``known``: phase id -> WiderResult already computed. A phase
     whose notebook has not run is left out (with a note); the ablation then says it is missing.
     Each phase's model card is written again with its AP, the protocol and its detections on
-    the sample photos (``ffcore.training.model_card``); ``profile``: the run's, for the card."""
+    the sample photos (``ffcore.chain.model_card``); ``profile``: the run's, for the card."""
+    from ffcore.chain.model_card import write_model_card
     from ffcore.evaluation.inference import DetectParams, evaluate_model
     from ffcore.models.checkpoint import load_model
-    from ffcore.training.model_card import write_model_card
 
     out = Path(out_dir)
     protocol = DetectParams(image_size=detect_kwargs.get("image_size")).protocol

@@ -33,7 +33,8 @@ from statsmodels.stats.power import TTestPower
 from ffcore.paths import FIGURES_DIR, repo_path
 from ffcore.report import figures
 from ffcore.report.numbers import Numbers, name_part
-from ffcore.study import CONFIGURATIONS, RESULT_FILE
+from ffcore.schedule import AS_SPECIFIED, FINAL_PHASE, PHASE3_VARIANTS, PHASE_ORDER
+from ffcore.study import CONFIGURATIONS, RESULT_FILE, CellResult
 
 if TYPE_CHECKING:
     from ffcore.report.provenance import RunInfo
@@ -56,8 +57,18 @@ Test = tuple[str, str, str, str]  # (A, B, label, subset)
 FAMILY: tuple[Test, ...] = tuple(
     (a, b, label, subset) for a, b, label in COMPARISONS for subset in SUBSETS
 )
-# The per-seed frame: one row per (cell, subset); AP as fractions, NaN where a result lacks it.
+# The per-seed frame, long: one row per (cell, phase-3 variant, phase, subset); AP as
+# fractions, NaN where a result lacks it. ``phase``: "1", "2a", "2b" or "3"; ``phase3_variant``:
+# "as_specified" for every row of the main chain. Phases 1-2b are scored on half_a alone (``ap``
+# NaN). Seconds: training of the chain up to that phase, evaluation of that phase.
 PER_SEED_COLUMNS: tuple[str, ...] = (
+    "profile", "configuration", "phase3_variant", "phase", "seed", "subset",
+    "ap", "ap_half_a", "ap_half_b", "ap_first96", "nme",
+    "train_seconds", "train_cpu_seconds", "eval_seconds", "eval_cpu_seconds",
+    "torch_threads", "cpu_capability",
+)  # fmt: skip
+# the columns of the per-seed CSV before the per-phase rows (read as phase 3, as_specified)
+OLD_PER_SEED_COLUMNS: tuple[str, ...] = (
     "configuration", "seed", "subset", "ap",
     "ap_half_a", "ap_half_b", "ap_first96",
     "nme", "train_seconds", "train_cpu_seconds", "eval_seconds", "profile", "torch_threads",
@@ -72,7 +83,20 @@ def _number(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
+def phase3_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the main chain's phase-3 model (what the comparisons are about); a frame
+    without the ``phase`` columns, or a row without them, counts as that model's."""
+    if "phase" not in frame.columns:
+        return frame
+    phase = frame["phase"].astype(object).fillna(FINAL_PHASE).astype(str)
+    variant = frame["phase3_variant"].astype(object).fillna(AS_SPECIFIED).astype(str)
+    keep = (phase == FINAL_PHASE) & (variant == AS_SPECIFIED)
+    return frame if keep.all() else frame[keep].reset_index(drop=True)
+
+
 def _cell_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
+    if "phases" in r:
+        return _phase_rows(CellResult.from_dict(r))
     lm = r["ap"].get("landmarks") or {}
     splits = r.get("ap_splits") or {}
     seconds, cpu = r.get("seconds") or {}, r.get("cpu_seconds") or {}
@@ -90,17 +114,53 @@ def _cell_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
             "profile": r["profile"],
             "torch_threads": _number(r.get("torch_threads")),
             "eval_cpu_seconds": _number(cpu.get("evaluate")),
+            "phase": FINAL_PHASE,
+            "phase3_variant": AS_SPECIFIED,
+            "cpu_capability": math.nan,
         }
         rows.append(row)
     return rows
 
 
+def _phase_rows(cell: CellResult) -> list[dict[str, Any]]:
+    """A ``CellResult``'s rows: one per (phase result, subset)."""
+    rows = []
+    for p in cell.phases:
+        ap = p.ap or {}
+        lm = ap.get("landmarks") or {}
+        train, train_cpu = cell.train_seconds(p.phase, p.phase3_variant)
+        for subset in SUBSETS:
+            row: dict[str, Any] = {
+                "profile": cell.profile, "configuration": cell.configuration,
+                "phase3_variant": p.phase3_variant, "phase": p.phase, "seed": int(cell.seed),
+                "subset": subset, "ap": _number(ap.get(subset)),
+            }  # fmt: skip
+            for split in ("half_a", "half_b", "first96"):
+                row[f"ap_{split}"] = _number((p.ap_splits.get(split) or {}).get(subset))
+            row |= {
+                "nme": _number(lm.get("nme")),
+                "train_seconds": train,
+                "train_cpu_seconds": train_cpu,
+                "eval_seconds": _number(p.eval_seconds),
+                "eval_cpu_seconds": _number(p.eval_cpu_seconds),
+                "torch_threads": _number(cell.torch_threads),
+                "cpu_capability": cell.cpu_capability if cell.cpu_capability else math.nan,
+            }
+            rows.append(row)
+    return rows
+
+
 def sort_per_seed(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows in configuration order (``CONFIGURATIONS``), then seed, then subset (easy first)."""
+    """Rows in configuration order (``CONFIGURATIONS``), then phase-3 variant
+    (``PHASE3_VARIANTS``), phase, seed, then subset (easy first)."""
     key = {c: i for i, c in enumerate(CONFIGURATIONS)} | {s: i for i, s in enumerate(SUBSETS)}
+    order = {"phase3_variant": {v: i for i, v in enumerate(PHASE3_VARIANTS)},
+             "phase": {p: i for i, p in enumerate(PHASE_ORDER)}}  # fmt: skip
+    columns = [c for c in ("configuration", "phase3_variant", "phase", "seed", "subset")
+               if c in frame.columns]  # fmt: skip
     out = frame.sort_values(
-        ["configuration", "seed", "subset"],
-        key=lambda col: col.map(key) if col.name != "seed" else col,
+        columns,
+        key=lambda col: col if col.name == "seed" else col.map(order.get(str(col.name), key)),
         kind="stable",
     )
     return out.reset_index(drop=True)
@@ -138,8 +198,14 @@ def read_per_seed(csv_path: str | os.PathLike[str]) -> pd.DataFrame:
     path = Path(csv_path)
     if not path.is_file():
         raise FileNotFoundError(f"no per-seed study results at {path}")
-    frame = pd.read_csv(path, dtype={"configuration": str, "subset": str, "profile": str})
+    text = {c: str for c in ("configuration", "subset", "profile", "phase", "phase3_variant",
+                             "cpu_capability")}  # fmt: skip
+    frame = pd.read_csv(path, dtype=text)
     columns = list(frame.columns)
+    if columns == list(OLD_PER_SEED_COLUMNS):  # before the per-phase rows: phase 3 alone
+        frame = frame.assign(phase=FINAL_PHASE, phase3_variant=AS_SPECIFIED,
+                             cpu_capability=math.nan)[list(PER_SEED_COLUMNS)]  # fmt: skip
+        columns = list(frame.columns)
     if columns != list(PER_SEED_COLUMNS):
         missing = [c for c in PER_SEED_COLUMNS if c not in columns]
         raise ValueError(
@@ -280,6 +346,7 @@ def paired_differences(results: pd.DataFrame, family: tuple[Test, ...] = FAMILY)
     (seeds in both), mean_diff, sd_diff, ci_low, ci_high (AP fractions), p (paired t), p_holm
     (Holm over the tests run), p_signflip, mde80 (the difference detectable with 80 % power, AP
     fraction), verdict (from p_holm) and sentence."""
+    results = phase3_rows(results)  # the main chain's phase-3 model
     rows = []
     for a, b, label, subset in _family_present(results, family):
         d = _paired(results, a, b, subset)
@@ -311,6 +378,7 @@ def _ordered(names: Any) -> list[str]:
 
 def summarize(results: pd.DataFrame, value: str = "ap") -> pd.DataFrame:
     """configuration, subset, n_seeds, mean, ci_low, ci_high (in the units of ``value``)."""
+    results = phase3_rows(results)  # the main chain's phase-3 model
     rows = []
     for conf in _ordered(results["configuration"]):
         for subset in SUBSETS:
@@ -341,6 +409,7 @@ def variance_components(results: pd.DataFrame, family: tuple[Test, ...] = FAMILY
     small val set), ``evaluation sd`` (sqrt(var(d_A - d_B) / 4), d_A and d_B the differences on
     the two disjoint halves: each half has twice the evaluation variance of the whole, so their
     difference has four times it) and ``training sd`` (sqrt(max(0, var(d) - evaluation var)))."""
+    results = phase3_rows(results)  # the main chain's phase-3 model
     rows = []
     for a, b, label, subset in _family_present(results, family):
         table = {
@@ -371,6 +440,7 @@ def variance_decomposition(
     """Per subset, the median over the comparisons of ``variance_components`` (AP points): the
     paired-difference sd on the whole val set and on its first 96 images ("before"), and how
     much of it is evaluation noise (finite val set) and training noise (seed)."""
+    results = phase3_rows(results)  # the main chain's phase-3 model
     parts = variance_components(results, family)
     if parts.empty:
         raise ValueError("no comparison of the family has both configurations in the results")
@@ -402,6 +472,7 @@ def pairing_correlation(results: pd.DataFrame, family: tuple[Test, ...] = FAMILY
     pairing by seed removes; sd(A - B)^2 = sd_A^2 + sd_B^2 - 2 r sd_A sd_B), NaN below 3
     seeds. The former study (independent initial weights per variant) measured a median of
     0.47 with 5 of 18 negative."""
+    results = phase3_rows(results)  # the main chain's phase-3 model
     rows = []
     for a, b, label, subset in _family_present(results, family):
         both = _pivot(results, subset)[[a, b]].dropna()
@@ -523,6 +594,7 @@ def plan_study(
     ``target_points``, and for 80 % power at that difference; the grid's wall time with
     ``jobs`` cells at a time on ``cores`` cores (default: os.cpu_count() both) and on
     ``slurm_tasks`` tasks. Trains nothing."""
+    results = phase3_rows(results)  # the main chain's phase-3 model
     cores = cores or os.cpu_count() or 1
     jobs = jobs or cores
     sds = variance_components(results)
@@ -563,6 +635,7 @@ def plot_study(results: pd.DataFrame, summary: pd.DataFrame, source: str):
     """AP per configuration, one panel per subset: mean with its 95 % interval and every seed
     as a dot. An interval reaching above 100 % is drawn up to 100 % and marked with a caret (the
     suptitle says so). ``source`` names the run and data (e.g. "study profile, synthetic data")."""
+    results = phase3_rows(results)  # the main chain's phase-3 model
     confs = _ordered(summary["configuration"])
     fig, axes = figures.new_figure("full", 0.4, ncols=len(SUBSETS), sharey=False)
     colors = [figures.VARIANT_COLORS[CONFIGURATIONS[c].variant] for c in confs]
@@ -699,6 +772,7 @@ def cost_table(results: pd.DataFrame) -> pd.DataFrame:
     """Per configuration: seeds, landmark NME (mean and 95 % interval over seeds), training
     seconds per cell (mean and standard deviation; CPU time on a shared machine is noisy) and
     training CPU seconds and evaluation seconds per cell (means)."""
+    results = phase3_rows(results)  # the main chain's phase-3 model
     per_cell = results.drop_duplicates(["configuration", "seed"])
     rows = []
     for conf in _ordered(per_cell["configuration"]):
@@ -747,8 +821,8 @@ def export_study(
     the run's inputs (rewritten from itself it keeps the entry of the study that made it)."""
     from ffcore.report.provenance import record
 
-    results = sort_per_seed(results)
-    per_seed = write_per_seed(results, out_dir)
+    per_seed = write_per_seed(results, out_dir)  # every row: phases and phase-3 variants
+    results = sort_per_seed(phase3_rows(results))
     if provenance is not None and str(per_seed.resolve()) not in {
         str(repo_path(p).resolve()) for p in provenance.inputs
     }:
@@ -786,6 +860,7 @@ def register_numbers(numbers: Numbers, results: pd.DataFrame, diffs: pd.DataFram
     count, per subset the resolution (median paired 95 % half-width, median mde80), and per
     comparison and subset (``<A>Minus<B><Subset>``) the difference, its interval, the Holm p
     and the verdict."""
+    results = phase3_rows(results)  # the main chain's phase-3 model
     numbers.add("StudySeeds", int(results["seed"].nunique()), "{:d}", "seeds",
                 "seeds per configuration of the ablation grid")  # fmt: skip
     numbers.add("StudyConfigurations", int(results["configuration"].nunique()), "{:d}", "",

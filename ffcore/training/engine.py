@@ -297,7 +297,7 @@ def fit_phase(
     set-up (``_set_up``) and the epoch loop (``_run_epochs``). A KeyboardInterrupt leaves as
     ``TrainingInterrupted`` naming the checkpoint to resume from.
     """
-    phase = get_phase(config.phase)
+    phase = get_phase(config.phase, config.phase3_variant)
     info = dist_from_env()
     device = resolve_device(config.device, info.local_rank)
     state = load_checkpoint(config.resume_net) if config.resume_net else None
@@ -348,7 +348,7 @@ def completed_phase(config: TrainConfig) -> FitResult | None:
     """The phase ``config`` asks for when its folder already holds it complete (its final
     checkpoint and the last ``epochs.csv`` row) with the same result-determining settings;
     None when it is not complete. Other settings: ``ConfigMismatch`` naming them."""
-    phase = get_phase(config.phase)
+    phase = get_phase(config.phase, config.phase3_variant)
     epochs, _ = phase_epochs_and_t0(phase, config.epochs)
     out_dir = Path(config.save_folder) / phase.folder
     final = out_dir / final_checkpoint_name(phase, epochs)
@@ -393,7 +393,7 @@ def _set_up(
 ) -> PhaseLoop:
     """Data, model, optimiser, scheduler (their states when the phase continues), loader and
     logs of the phase whose start is ``plan``."""
-    phase = get_phase(config.phase)
+    phase = get_phase(config.phase, config.phase3_variant)
     state = plan.state
     data = dataset if dataset is not None else build_dataset(config, info)
     probe = make_probe(data, config.probe_images)

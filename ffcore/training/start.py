@@ -8,7 +8,7 @@ the folder as it was. The rules:
 - a checkpoint of the wrong phase, or an unfinished previous phase: refused (``start_mode``);
 - an explicit variant that is not the checkpoint's: refused;
 - RESUME / FINISH continue a run, so the settings that determine its result -- batch size, seed,
-  image size, epochs, variant, attention schedule, init seed and the dataset (a fingerprint of
+  image size, epochs, variant, attention schedule, init seed, phase-3 variant and the dataset (a fingerprint of
   the label file) -- must be the checkpoint's ``train_config``; every difference is named.
   A field an older checkpoint lacks is not compared;
 - FINISH with nothing left to finish (final checkpoint and last ``epochs.csv`` row exist):
@@ -44,6 +44,7 @@ RESULT_FIELDS: tuple[str, ...] = (
     "init_seed",
     "dataset_fingerprint",
     "channels_last",
+    "phase3_variant",
 )
 
 
@@ -141,6 +142,7 @@ def requested_settings(config: TrainConfig, fingerprint: dict[str, Any] | None) 
         "init_seed": config.init_seed,
         "dataset_fingerprint": fingerprint,
         "channels_last": config.channels_last,
+        "phase3_variant": config.phase3_variant,
     }
 
 
@@ -207,7 +209,7 @@ def resolve_start(
 ) -> StartPlan | Refusal:
     """The start state of phase ``config.phase`` from ``state`` (its loaded starting checkpoint,
     or None) and the phase folder under ``config.save_folder`` (see the module doc)."""
-    phase = get_phase(config.phase)
+    phase = get_phase(config.phase, config.phase3_variant)
     try:
         kind = start_mode(phase, state)
     except CheckpointError as exc:

@@ -1,23 +1,24 @@
-"""Phases in sequence: the chain behind ``train --all`` and the one-call driver of the phase
-notebooks (``run_phase``: profile -> TrainConfig -> previous phase's hand-over -> fit ->
-``result.json``)."""
+"""Phases in sequence: the chain behind ``train --all`` and the study's cells (``run_phases``)
+and the one-call driver of the phase notebooks (``run_phase``: profile -> TrainConfig ->
+previous phase's hand-over -> fit -> ``result.json``). A phase is complete by the engine's one
+rule (``completed_phase``: its final checkpoint and the last ``epochs.csv`` row)."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ffcore.chain.model_card import write_model_card
 from ffcore.config import TrainConfig
 from ffcore.models.checkpoint import load_checkpoint
 from ffcore.paths import repo_path
 from ffcore.profiles import get_profile
-from ffcore.schedule import PHASE_ORDER, get_phase
+from ffcore.schedule import AS_SPECIFIED, FINAL_PHASE, PHASE_ORDER, get_phase
 from ffcore.training import handover
 from ffcore.training.engine import FitResult, completed_phase, fit_phase
-from ffcore.training.model_card import write_model_card
 from ffcore.training.start import LATEST
 
 
@@ -29,10 +30,19 @@ def run_phases(
     overwrite: bool = False,
     continue_run: bool = True,
     note: Callable[[str], None] | None = None,
+    epochs: Mapping[str, int] | None = None,
+    phase3_variant: str | None = None,
+    on_phase: Callable[[FitResult], None] | None = None,
+    profile: str | None = None,
 ) -> list[FitResult]:
     """Train ``phases`` in order, each starting from the previous one's final checkpoint.
     ``config`` is the first phase's (its ``resume_net``/``backbone_init`` apply to it only; a
-    ``resume_net`` of a later phase in ``phases`` starts the chain at that phase).
+    ``resume_net`` of a later phase in ``phases`` starts the chain at that phase). ``epochs``:
+    per phase id, replacing ``config.epochs`` (a profile's schedule); ``phase3_variant``: the
+    variant phase 3 trains as (``ffcore.schedule.PHASE3_VARIANTS``, in its own folder; the
+    phases before it are the table's; None: ``config``'s). ``report`` hears each phase trained now, ``on_phase``
+    every phase of the chain in order, complete ones included (e.g. to score it); ``profile``
+    is named on each model card.
 
     With ``continue_run`` a re-run continues where the last one stopped: a phase whose folder holds its final
     checkpoint and the last ``epochs.csv`` row (with the same settings) is skipped, and the
@@ -42,21 +52,30 @@ def run_phases(
     say = note or (lambda message: None)
     results: list[FitResult] = []
     first = _first_phase(config, phases)
+    variant = config.phase3_variant if phase3_variant is None else phase3_variant
     for i in range(first, len(phases)):
         phase = phases[i]
+        settings: dict[str, Any] = {
+            "phase": phase,
+            "phase3_variant": variant if phase == FINAL_PHASE else AS_SPECIFIED,
+        }
+        if epochs is not None:
+            settings["epochs"] = epochs[phase]
         if i == first:
-            step = dataclasses.replace(config, phase=phase)
+            step = dataclasses.replace(config, **settings)
         else:
             start = str(results[-1].checkpoint)
-            step = dataclasses.replace(config, phase=phase, resume_net=start, backbone_init=None)
+            step = dataclasses.replace(config, **settings, resume_net=start, backbone_init=None)
         explicit = i == first and config.resume_net is not None
         if continue_run and not overwrite and not explicit:
             done = completed_phase(step)
             if done is not None:
                 say(f"phase {phase}: already complete ({done.checkpoint}); not trained again")
                 results.append(done)
+                if on_phase is not None:
+                    on_phase(done)
                 continue
-            latest = Path(step.save_folder) / get_phase(phase).folder / LATEST
+            latest = Path(step.save_folder) / get_phase(phase, step.phase3_variant).folder / LATEST
             if latest.is_file():
                 held = load_checkpoint(latest)
                 if held["phase"] == phase:
@@ -65,10 +84,12 @@ def run_phases(
                     step = dataclasses.replace(step, resume_net=str(latest), backbone_init=None)
         result = fit_phase(step, overwrite=overwrite)
         if result.checkpoint is not None:  # the phase's final checkpoint: its card beside it
-            write_model_card(result.checkpoint)
+            write_model_card(result.checkpoint, profile=profile)
         if report is not None:
             report(result)
         results.append(result)
+        if on_phase is not None:
+            on_phase(result)
     return results
 
 
@@ -149,8 +170,8 @@ def check_phase_result(result: FitResult) -> str:
     ``AssertionError`` naming what failed; returns a one-line summary."""
     from ffcore.models.checkpoint import load_checkpoint, load_model
 
-    phase = get_phase(result.phase)
     model, info = load_model(result.checkpoint)
+    phase = get_phase(result.phase, info["phase3_variant"])
     assert info["phase"] == phase.id and info["complete"], f"{result.checkpoint}: {info}"
     assert model.attention_state() in (None, (phase.channel_attention, phase.spatial_attention))
     assert model.dropout_on == phase.head_dropout

@@ -1,0 +1,177 @@
+"""The chain's pieces that need no training: phase-3 variants, the study_2x profile and its
+data, the cell result's format, the per-seed rows of the long format and old CSVs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from ffcore.config import TrainConfig
+from ffcore.profiles import get_profile
+from ffcore.report.study import (
+    OLD_PER_SEED_COLUMNS,
+    PER_SEED_COLUMNS,
+    load_results,
+    phase3_rows,
+    read_per_seed,
+)
+from ffcore.schedule import PHASE3_VARIANTS, PHASES, get_phase
+from ffcore.study import Cell, CellResult, PhaseResult, StudySpec, cell_phase3_variants
+
+REGULARISERS = ("mixup_alpha", "head_dropout", "grad_clip", "variant")
+
+
+def test_phase3_variants_switch_off_only_their_regularisers() -> None:
+    p3 = PHASES["3"]
+    assert PHASE3_VARIANTS["as_specified"] is p3
+    assert (p3.mixup_alpha, p3.head_dropout, p3.grad_clip) == (0.2, True, 5.0)
+    off = {
+        "no_mixup": (None, True, 5.0),
+        "no_dropout": (0.2, False, 5.0),
+        "no_regularisers": (None, False, None),
+    }
+    for name, (mixup, dropout, clip) in off.items():
+        v = PHASE3_VARIANTS[name]
+        assert (v.mixup_alpha, v.head_dropout, v.grad_clip, v.variant) == (
+            mixup,
+            dropout,
+            clip,
+            name,
+        )
+        same = {f.name for f in dataclasses.fields(v)} - set(REGULARISERS)
+        assert {f: getattr(v, f) for f in same} == {f: getattr(p3, f) for f in same}  # lr, T_0 ...
+        assert v.folder == f"phase3_{name}" and v.checkpoint_name == p3.checkpoint_name
+        assert get_phase("3", name) is v
+    assert p3.folder == "phase3" and p3.lr == 1e-4
+
+
+def test_a_variant_is_phase_3_only_and_named() -> None:
+    assert TrainConfig(phase="3", phase3_variant="no_mixup").phase3_variant == "no_mixup"
+    with pytest.raises(ValueError, match="phase-3 variant 'no_mixup' asked for phase 2b"):
+        TrainConfig(phase="2b", phase3_variant="no_mixup")
+    with pytest.raises(ValueError, match="unknown phase-3 variant 'no_clip'"):
+        TrainConfig(phase="3", phase3_variant="no_clip")
+    with pytest.raises(ValueError, match="unknown phase-3 variant"):
+        StudySpec("ci", "out", "data", phase3_variants=("as_specified",))
+    spec = StudySpec("ci", "out", "data", phase3_variants=("no_mixup", "no_dropout"))
+    assert cell_phase3_variants(Cell("eca_cbam_phased", 3), spec) == ("no_mixup", "no_dropout")
+    assert cell_phase3_variants(Cell("cbam_phased", 3), spec) == ()
+
+
+def test_study_2x_doubles_the_epochs_on_the_study_data(monkeypatch) -> None:
+    from ffcore.data import synthetic
+    from ffcore.paths import DEFAULT_DATA_ROOT
+
+    study, twice = get_profile("study"), get_profile("study_2x")
+    assert [twice.epochs(p) for p in ("1", "2a", "2b", "3")] == [24, 6, 8, 6]
+    assert [2 * study.epochs(p) for p in ("1", "2a", "2b", "3")] == [24, 6, 8, 6]
+    same = {f.name for f in dataclasses.fields(study)} - {"name", "phase_epochs", "dataset"}
+    assert {f: getattr(twice, f) for f in same} == {f: getattr(study, f) for f in same}
+    assert twice.dataset_name == study.dataset_name == "study"
+    # the dataset folder is the study's: found there, nothing generated
+    monkeypatch.setattr(synthetic, "_matches", lambda manifest, params: True)
+    assert synthetic.ensure_dataset(profile="study_2x") == DEFAULT_DATA_ROOT / "study"
+    assert synthetic.ensure_dataset(profile="ci") == DEFAULT_DATA_ROOT / "ci"
+
+
+def test_the_study_command_refuses_an_unknown_variant_before_any_work(tmp_path, capsys) -> None:
+    from ffcore.cli import main
+
+    code = main(["study", "--profile", "ci", "--out", str(tmp_path / "s"),
+                 "--phase3-variants", "no_mixup,no_clip"])  # fmt: skip
+    assert code == 2 and "--phase3-variants" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+def _phase(pid: str, variant: str = "as_specified", ap: float | None = None) -> PhaseResult:
+    whole = None if ap is None else {"easy": ap, "medium": ap - 0.1, "hard": None,
+                                     "landmarks": {"nme": 0.05}}  # fmt: skip
+    splits = {"half_a": {"easy": 0.4, "medium": 0.3, "hard": 0.2}}
+    if ap is not None:
+        splits |= {
+            "half_b": {"easy": 0.6, "medium": 0.5, "hard": 0.1},
+            "first96": dict(splits["half_a"]),
+        }
+    return PhaseResult(
+        phase=pid, phase3_variant=variant, checkpoint=f"weights/phase{pid}/x.pth", epochs=2,
+        final_loss=1.5, probe_losses=(2.0, 1.0), ap=whole, ap_splits=splits,
+        num_faces=None if ap is None else {"easy": 3}, train_seconds=1.0,
+        train_cpu_seconds=2.0, eval_seconds=0.5, eval_cpu_seconds=0.25,
+        attention_state=(True, True), dropout_on=pid == "3",
+    )  # fmt: skip
+
+
+def _cell() -> CellResult:
+    times = {"1": {"wall": 10.0, "cpu": 20.0}, "2a": {"wall": 1.0, "cpu": 2.0},
+             "2b": {"wall": 3.0, "cpu": 6.0}, "3": {"wall": 5.0, "cpu": 7.0},
+             "3_no_mixup": {"wall": 4.0, "cpu": 9.0}}  # fmt: skip
+    phases = (_phase("1"), _phase("2a"), _phase("2b"), _phase("3", ap=0.9),
+              _phase("3", "no_mixup", ap=0.8))  # fmt: skip
+    return CellResult(
+        cell="eca_cbam_phased_seed2", configuration="eca_cbam_phased", variant="eca_cbam",
+        schedule="phased", seed=2, init_seed=2, profile="ci", data_root="d", backbone_init=None,
+        phase_epochs={"1": 2, "2a": 2, "2b": 2, "3": 2}, torch_threads=1,
+        cpu_capability="AVX2", phases=phases, phase_seconds=times,
+    )  # fmt: skip
+
+
+def test_cell_result_round_trips_and_knows_what_is_done() -> None:
+    cell = _cell()
+    back = CellResult.from_dict(json.loads(json.dumps(cell.to_dict())))
+    assert back == cell
+    assert cell.complete and cell.has(("no_mixup",)) and not cell.has(("no_dropout",))
+    partial = dataclasses.replace(cell, phases=cell.phases[:2])
+    assert not partial.complete and partial.final is None
+    assert partial.with_phase(cell.phases[3]).with_phase(cell.phases[2]).phases == cell.phases[:4]
+    # the chain's training seconds up to a phase; a variant's: phases 1-2b and its own phase 3
+    assert cell.train_seconds("2a") == (11.0, 22.0)
+    assert cell.train_seconds("3") == (19.0, 35.0)
+    assert cell.train_seconds("3", "no_mixup") == (18.0, 37.0)
+
+
+def test_per_seed_rows_follow_the_long_format(tmp_path) -> None:
+    cell = _cell()
+    (tmp_path / cell.cell).mkdir()
+    (tmp_path / cell.cell / "result.json").write_text(json.dumps(cell.to_dict()))
+    frame = load_results(tmp_path)
+    assert list(frame.columns) == list(PER_SEED_COLUMNS) == [
+        "profile", "configuration", "phase3_variant", "phase", "seed", "subset", "ap",
+        "ap_half_a", "ap_half_b", "ap_first96", "nme", "train_seconds", "train_cpu_seconds",
+        "eval_seconds", "eval_cpu_seconds", "torch_threads", "cpu_capability",
+    ]  # fmt: skip
+    assert len(frame) == 5 * 3
+    assert list(frame.phase[::3]) == ["1", "2a", "2b", "3", "3"]
+    assert list(frame.phase3_variant[::3]) == ["as_specified"] * 4 + ["no_mixup"]
+    early = frame[frame.phase != "3"]
+    assert early.ap.isna().all() and early.ap_half_b.isna().all() and early.nme.isna().all()
+    assert (early[early.subset == "easy"].ap_half_a == 0.4).all()
+    main = phase3_rows(frame)
+    assert len(main) == 3 and list(main.ap[:2]) == [0.9, pytest.approx(0.8)]
+    assert math.isnan(main.ap.iloc[2]) and main.ap_half_b.iloc[0] == 0.6
+    assert list(main.train_seconds) == [19.0] * 3 and main.nme.iloc[0] == 0.05
+    variant = frame[frame.phase3_variant == "no_mixup"]
+    assert list(variant.train_cpu_seconds) == [37.0] * 3 and variant.ap.iloc[0] == 0.8
+    assert set(frame.cpu_capability) == {"AVX2"} and set(frame.seed) == {2}
+    # through the CSV and back
+    frame.to_csv(tmp_path / "per_seed.csv", index=False)
+    back = read_per_seed(tmp_path / "per_seed.csv")
+    assert list(back.phase[::3]) == ["1", "2a", "2b", "3", "3"]
+    assert len(phase3_rows(back)) == 3
+
+
+def test_an_old_per_seed_csv_reads_as_phase_3_as_specified(tmp_path) -> None:
+    row = {c: 1.0 for c in OLD_PER_SEED_COLUMNS} | {
+        "configuration": "none", "seed": 0, "subset": "easy", "profile": "study",
+    }  # fmt: skip
+    pd.DataFrame([row], columns=list(OLD_PER_SEED_COLUMNS)).to_csv(
+        tmp_path / "old.csv", index=False
+    )
+    back = read_per_seed(tmp_path / "old.csv")
+    assert list(back.columns) == list(PER_SEED_COLUMNS)
+    assert back.phase.tolist() == ["3"] and back.phase3_variant.tolist() == ["as_specified"]
+    assert back.cpu_capability.isna().all() and back.ap.tolist() == [1.0]
+    assert len(phase3_rows(back)) == 1
