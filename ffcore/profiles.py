@@ -4,6 +4,7 @@
 ``smoke``  the README's ``make reproduce``: minutes on 2 CPU cores on the synthetic dataset, and
            it converges (the phase-3 model detects the synthetic val faces).
 ``study``  one cell of the ablation grid (``ffcore.study``) on the synthetic dataset.
+``study_2x`` the same with every phase twice as long (epochs 24 / 6 / 8 / 6).
 ``full``   the thesis schedule on real WIDER FACE (epochs from ``ffcore.schedule.PHASES``).
 """
 
@@ -67,6 +68,17 @@ PROFILES: dict[str, Profile] = {
         synthetic_train=240,
         # 2,100 val images hold >= 1,000 faces in every subset (easy 1,040 / medium 3,905 /
         # hard 7,597): with 96 images (47 easy faces) the val draw was as noisy as the seeds
+        synthetic_val=2100,
+        synthetic_image_size=256,
+        eval_image_size=None,
+    ),
+    # the study with every phase twice as long: does a verdict of the 1x grid survive training?
+    "study_2x": Profile(
+        "study_2x",
+        image_size=160,
+        batch_size=8,
+        phase_epochs=(24, 6, 8, 6),
+        synthetic_train=240,
         synthetic_val=2100,
         synthetic_image_size=256,
         eval_image_size=None,
