@@ -15,6 +15,7 @@ differ from the others', an AP that is not a number, not finite or outside [0, 1
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -212,21 +213,46 @@ def _lines(lines: Iterable[int]) -> str:
     return "lines " + ", ".join(map(str, ls[:6])) + (", ..." if len(ls) > 6 else "")
 
 
+def _records(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
+    """(header, rows, the CSV line of each row) of ``path``; a row whose field count differs
+    from the header's, a quote left open or bytes that are not text are errors naming the line."""
+    rows, lines, problems = [], [], []
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None:
+                raise PerSeedError(f"{path}: empty file (no header, no rows)")
+            for record in reader:
+                if not record:
+                    continue  # a blank line
+                if len(record) != len(header):
+                    problems.append(f"line {reader.line_num}: {len(record)} fields, the header "
+                                    f"has {len(header)}")  # fmt: skip
+                    continue
+                rows.append(record)
+                lines.append(reader.line_num)
+    except csv.Error as exc:
+        raise PerSeedError(f"{path}: not a per-seed CSV (line {reader.line_num}: {exc})") from None
+    except UnicodeDecodeError as exc:
+        raise PerSeedError(f"{path}: not a per-seed CSV (not UTF-8 text: {exc.reason} at byte "
+                           f"{exc.start})") from None  # fmt: skip
+    _raise(path, problems)
+    return header, rows, lines
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"no per-seed study results at {path}")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=True)
-    except pd.errors.EmptyDataError:
-        raise PerSeedError(f"{path}: empty file (no header, no rows)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        message = " ".join(str(exc).split())
-        raise PerSeedError(f"{path}: not a per-seed CSV ({message})") from None
-    columns = list(frame.columns)
+    header, rows, lines = _records(path)
+    columns = [c.strip() for c in header]
     if set(columns) == set(OLD_COLUMNS) and len(columns) == len(OLD_COLUMNS):
+        frame = pd.DataFrame(rows, columns=columns, index=lines, dtype=str)
         for column, value in DEFAULTS.items():
             frame[column] = value
-    elif set(columns) != set(PER_SEED_COLUMNS) or len(columns) != len(PER_SEED_COLUMNS):
+    elif set(columns) == set(PER_SEED_COLUMNS) and len(columns) == len(PER_SEED_COLUMNS):
+        frame = pd.DataFrame(rows, columns=columns, index=lines, dtype=str)
+    else:
         missing = [c for c in PER_SEED_COLUMNS if c not in columns]
         extra = [c for c in columns if c not in PER_SEED_COLUMNS]
         raise PerSeedError(
@@ -236,8 +262,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
         )
     if frame.empty:
         raise PerSeedError(f"{path}: a header and no rows")
-    frame.index = frame.index + 2  # the CSV line of each row (line 1: the header)
-    return frame
+    return frame  # indexed by CSV line (line 1: the header)
 
 
 def _parse(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
