@@ -198,6 +198,15 @@ def test_family_is_declared_in_code() -> None:
     )
 
 
+def test_variance_family_is_the_former_18() -> None:
+    from ffcore.report.study_stats import VARIANCE_FAMILY
+
+    assert len(VARIANCE_FAMILY) == 18 and set(VARIANCE_FAMILY) < set(FAMILY)
+    assert {(a, b) for a, b, _, _ in VARIANCE_FAMILY if b == "none"} == {
+        ("cbam_phased", "none"), ("eca_cbam_phased", "none"),
+    }  # fmt: skip
+
+
 def test_summary_and_paired_difference_by_hand() -> None:
     frame = _frame()
     s = summarize(frame).set_index(["configuration", "subset"])

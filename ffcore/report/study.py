@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
 
-from ffcore.paths import repo_path
+from ffcore.paths import FIGURES_DIR, repo_path
 from ffcore.report import figures
 from ffcore.report.numbers import Numbers, name_part
 from ffcore.report.study_frame import (
+    PER_SEED_FILE,
     PHASES,
     SUBSETS,
     TWO_X,
@@ -295,16 +296,20 @@ def export_study(
     ``ablation_variance``, ``ablation_costs``, and when the frame holds them
     ``ablation_phases.{csv,tex,pdf,png}`` (AP by phase), ``ablation_phase3`` (phase 3 - 2b),
     ``ablation_phase3_variants`` and ``ablation_schedules`` (1x against 2x). ``provenance``:
-    every file gets its entry, the per-seed CSV only when it is not one of the run's inputs."""
+    every file gets its entry. A per-seed CSV that is one of the run's inputs is left as read
+    (rewriting the source from itself would change its bytes, not its numbers)."""
     from ffcore.report.provenance import record
     from ffcore.report.study_stats import phase_trajectory
 
     results = sort_per_seed(results)
-    per_seed = write_per_seed(results, out_dir)
-    if provenance is not None and str(per_seed.resolve()) not in {
-        str(repo_path(p).resolve()) for p in provenance.inputs
-    }:
-        record([per_seed], provenance)
+    target = (repo_path(out_dir) if out_dir is not None else FIGURES_DIR) / PER_SEED_FILE
+    inputs = {str(repo_path(p).resolve()) for p in provenance.inputs} if provenance else set()
+    if str(target.resolve()) in inputs:
+        per_seed = target  # the source itself: kept as read (its layout and its entry)
+    else:
+        per_seed = write_per_seed(results, out_dir)
+        if provenance is not None:
+            record([per_seed], provenance)
     summary, diffs = summarize(results), paired_differences(results)
     costs = cost_table(results)
     src = {"source": source, "provenance": provenance}

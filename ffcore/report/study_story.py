@@ -125,10 +125,11 @@ def _equivalence(diffs: pd.DataFrame) -> str:
     for (profile, label), group in rows.groupby(["profile", "comparison"], sort=False):
         ok = group[group["equivalence_verdict"] == EQUIVALENT]
         detail = "; ".join(
-            f"{r['subset']} {r['equivalence_verdict']} (90 % interval [{r['eq_low']:+.1f}, "
-            f"{r['eq_high']:+.1f}], p = {r['p_equivalence']:.2g})"
+            f"{r['subset']} {r['equivalence_verdict']}"
+            + ("" if math.isnan(r["eq_low"]) else f" (90 % interval [{r['eq_low']:+.1f}, "
+               f"{r['eq_high']:+.1f}], p = {r['p_equivalence']:.2g})")
             for _, r in group.iterrows()
-        )
+        )  # fmt: skip
         if len(ok) == len(group):
             head = f"shown equivalent within ±{EQUIVALENCE_MARGIN:g} point on every subset"
         elif len(ok):
