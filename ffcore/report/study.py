@@ -49,6 +49,7 @@ from ffcore.study import CONFIGURATIONS
 if TYPE_CHECKING:
     from ffcore.report.provenance import RunInfo
 
+GOAL_POINTS = 1.0  # the 95 % half-width the study was sized for (`study --plan --target 1.0`)
 SUBSET_COLORS = dict(zip(SUBSETS, figures.sns.color_palette(figures.PALETTE, 3), strict=True))
 
 
@@ -200,7 +201,8 @@ def plot_phases(trajectory: pd.DataFrame, source: str):
             ax.errorbar(x, rows["mean"], yerr=np.nan_to_num(err), ls=style, marker="o", ms=3,
                         lw=1, capsize=2, color=figures.VARIANT_COLORS[CONFIGURATIONS[conf].variant],
                         label=CONFIGURATIONS[conf].label)  # fmt: skip
-        ax.set_xticks(range(len(PHASES)), [f"phase {p}" for p in PHASES], rotation=35, ha="right")
+        ax.set_xticks(range(len(PHASES)), list(PHASES))
+        ax.set_xlabel("phase")
         ax.set_title(subset)
     axes[0].set_ylabel("AP on half A of val (%)")
     handles, names = axes[0].get_legend_handles_labels()
@@ -416,7 +418,17 @@ def register_numbers(
     mine = diffs[diffs.profile == names[0]]
     half = ((mine["high"] - mine["low"]) / 2).groupby(mine["subset"]).median()
     mde = mine["detectable"].groupby(mine["subset"]).median()
-    for subset in [s for s in SUBSETS if s in half.index]:
+    present = [s for s in SUBSETS if s in half.index]
+    met = [s for s in present if half[s] <= GOAL_POINTS]
+    missed = [s for s in present if s not in met]
+    goal = ", ".join(
+        f"{verb} on {' and '.join(which)}"
+        for verb, which in (("met", met), ("missed", missed))
+        if which
+    )
+    numbers.add("StudyGoal", f"the {GOAL_POINTS:g}-point goal {goal}", unit="",
+                description="median paired 95 % half-width against the 1-point goal")  # fmt: skip
+    for subset in present:
         word = name_part(subset)
         numbers.add(f"StudyHalfWidth{word}", float(half[subset]), "{:.2f}", "AP points",
                     f"median paired 95 % half-width over the family, {subset}")  # fmt: skip
