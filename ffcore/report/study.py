@@ -67,6 +67,12 @@ def _stem(name: str, profile: str, first: str) -> str:
     return name if profile == first else f"{name}_{profile}"
 
 
+def _schedule_tag(frame: pd.DataFrame) -> str:
+    """ "2x schedule: " for a frame of a 2x profile (``<p>_2x``), else nothing."""
+    names = set(frame["profile"]) if "profile" in frame else set()
+    return "2x schedule: " if names and all(str(p).endswith(TWO_X) for p in names) else ""
+
+
 # -- figures ---------------------------------------------------------------------------------
 def plot_study(results: pd.DataFrame, summary: pd.DataFrame, source: str):
     """AP per configuration (final rows of the first profile), one panel per subset: mean with
@@ -177,7 +183,8 @@ def plot_forest(diffs: pd.DataFrame, source: str):
     figures.add_source(
         fig,
         source,
-        f"Paired differences by seed ({_n_label(diffs, 'n')}, {len(diffs)} tests, Holm-adjusted)",
+        _schedule_tag(diffs)
+        + f"Paired differences by seed ({_n_label(diffs, 'n')}, {len(diffs)} tests, Holm-adjusted)",
     )
     return fig
 
@@ -208,7 +215,9 @@ def plot_phases(trajectory: pd.DataFrame, source: str):
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 3),
                frameon=False)  # fmt: skip
-    figures.add_source(fig, source, f"AP after each phase ({_n_label(t, 'n')}, 95 % t interval)")
+    figures.add_source(
+        fig, source, _schedule_tag(t) + f"AP after each phase ({_n_label(t, 'n')}, 95 % t interval)"
+    )
     return fig
 
 

@@ -106,7 +106,8 @@ def _per_profile(diffs: pd.DataFrame, labels: tuple[str, ...], what: str) -> str
         present = [lb for lb in labels if lb in set(mine["comparison"])]
         parts.append(
             f"At the {schedule_name(profile)}, {what}: {_count(mine)} (Holm over the "
-            f"{len(group)} tests of the family). "
+            f"{len(group)} tests of the family; each 95 % interval is the test's own, "
+            "unadjusted, so it may exclude 0 where Holm does not reject). "
             + ". ".join(_comparison(mine, lb) for lb in present)
             + "."
         )
