@@ -178,7 +178,8 @@ def plot_forest(diffs: pd.DataFrame, source: str):
     if shaded:
         handles.append(Patch(color="0.88", label=f"equivalence margin "
                                               f"±{EQUIVALENCE_MARGIN:g}"))  # fmt: skip
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3),
+    # two columns: the subsets in the first, the marker meanings in the second
+    fig.legend(handles=handles, loc="outside lower center", ncols=2,
                frameon=False)  # fmt: skip
     figures.add_source(
         fig,
