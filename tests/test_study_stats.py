@@ -19,7 +19,13 @@ from statsmodels.stats.power import TTestPower
 from statsmodels.stats.weightstats import ttost_paired
 
 from ffcore.report.study import export_study, register_numbers
-from ffcore.report.study_frame import PER_SEED_COLUMNS, SUBSETS, load_results, read_per_seed
+from ffcore.report.study_frame import (
+    PER_SEED_COLUMNS,
+    SUBSETS,
+    load_results,
+    read_per_seed,
+    write_per_seed,
+)
 from ffcore.report.study_stats import (
     EQUIVALENCE_MARGIN,
     FAMILY,
@@ -522,6 +528,7 @@ def test_load_results_reads_old_and_new_results(tmp_path) -> None:
     assert list(frame[frame.configuration == "cbam_joint"].phase[::3]) == ["1", "2a", "2b", "3"]
 
 
+@pytest.mark.slow  # draws and saves every study figure
 def test_every_aggregate_follows_from_the_per_seed_csv(tmp_path) -> None:
     frame = _long_frame(("study", "study_2x"), two_x_shift=0.01)
     rng = np.random.default_rng(1)
@@ -561,6 +568,7 @@ def test_every_aggregate_follows_from_the_per_seed_csv(tmp_path) -> None:
     assert len(out.schedules) == 24 and "study / study_2x" in out.story.parts["Schedules"]
 
 
+@pytest.mark.slow  # draws and saves every study figure
 def test_final_rows_only_export_makes_no_phase_files(tmp_path) -> None:
     out = export_study(_per_seed_frame(), tmp_path, "study profile, synthetic data")
     assert out.phases is None and out.variants.empty and out.schedules.empty
@@ -592,8 +600,7 @@ def test_plan_from_a_pilot_by_hand() -> None:
 def test_plan_command_prints_the_plan_and_needs_a_pilot(tmp_path, capsys) -> None:
     from ffcore.cli import main
 
-    export_study(_per_seed_frame(), tmp_path, "ci profile, synthetic data")
-    csv = tmp_path / "ablation_per_seed.csv"
+    csv = write_per_seed(_per_seed_frame(), tmp_path)
     assert main(["study", "--plan", "--per-seed", str(csv), "--slurm-tasks", "10"]) == 0
     out = capsys.readouterr().out
     assert "seeds for half-width" in out and "SLURM: 10 tasks" in out
@@ -632,6 +639,7 @@ def test_conclusion_lines_follow_the_comparisons() -> None:
     ]
 
 
+@pytest.mark.slow  # draws and saves every study figure
 def test_study_numbers_and_provenance(tmp_path) -> None:
     from ffcore.report import provenance
     from ffcore.report.numbers import Numbers, rewrite_markers
