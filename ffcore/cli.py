@@ -942,7 +942,8 @@ def _add_study(p: argparse.ArgumentParser) -> None:
 
 def _plan_study(args: argparse.Namespace) -> int:
     from ffcore.paths import repo_path
-    from ffcore.report.study import has_results, load_results, plan_study, read_per_seed
+    from ffcore.report.study_frame import has_results, load_results, read_per_seed
+    from ffcore.report.study_stats import plan_study
 
     if args.per_seed is not None:
         pilot = read_per_seed(repo_path(args.per_seed))
@@ -977,7 +978,8 @@ def _run_study(args: argparse.Namespace) -> int:
 
     if args.plan:
         return _plan_study(args)
-    from ffcore.report.study import load_results, paired_differences, summarize, write_per_seed
+    from ffcore.report.study_frame import load_results, write_per_seed
+    from ffcore.report.study_stats import paired_differences, sentences, summarize
     from ffcore.study import SlurmOptions, StudySpec, make_cells, run_study
 
     if args.threads is not None and args.threads < 1:
@@ -1008,7 +1010,7 @@ def _run_study(args: argparse.Namespace) -> int:
     summarize(results).to_csv(out / "summary.csv", index=False)
     diffs = paired_differences(results)
     diffs.to_csv(out / "comparisons.csv", index=False)
-    for line in diffs["sentence"] if len(diffs) else ():
+    for line in sentences(diffs):
         print(line)
     per_seed = write_per_seed(results, out)
     print(f"wrote {per_seed}, {out / 'summary.csv'} and {out / 'comparisons.csv'}")

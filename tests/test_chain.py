@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 
 import pandas as pd
 import pytest
 
 from ffcore.config import TrainConfig
 from ffcore.profiles import get_profile
-from ffcore.report.study import (
-    OLD_PER_SEED_COLUMNS,
-    PER_SEED_COLUMNS,
-    load_results,
-    phase3_rows,
-    read_per_seed,
-)
+from ffcore.report.study_frame import OLD_COLUMNS as OLD_PER_SEED_COLUMNS
+from ffcore.report.study_frame import PER_SEED_COLUMNS, load_results, read_per_seed
+from ffcore.report.study_frame import final_rows as phase3_rows
 from ffcore.schedule import PHASE3_VARIANTS, PHASES, get_phase
 from ffcore.study import Cell, CellResult, PhaseResult, StudySpec, cell_phase3_variants
 
@@ -88,7 +83,7 @@ def test_the_study_command_refuses_an_unknown_variant_before_any_work(tmp_path, 
 
 
 def _phase(pid: str, variant: str = "as_specified", ap: float | None = None) -> PhaseResult:
-    whole = None if ap is None else {"easy": ap, "medium": ap - 0.1, "hard": None,
+    whole = None if ap is None else {"easy": ap, "medium": ap - 0.1, "hard": ap - 0.5,
                                      "landmarks": {"nme": 0.05}}  # fmt: skip
     splits = {"half_a": {"easy": 0.4, "medium": 0.3, "hard": 0.2}}
     if ap is not None:
@@ -151,7 +146,7 @@ def test_per_seed_rows_follow_the_long_format(tmp_path) -> None:
     assert (early[early.subset == "easy"].ap_half_a == 0.4).all()
     main = phase3_rows(frame)
     assert len(main) == 3 and list(main.ap[:2]) == [0.9, pytest.approx(0.8)]
-    assert math.isnan(main.ap.iloc[2]) and main.ap_half_b.iloc[0] == 0.6
+    assert main.ap.iloc[2] == pytest.approx(0.4) and main.ap_half_b.iloc[0] == 0.6
     assert list(main.train_seconds) == [19.0] * 3 and main.nme.iloc[0] == 0.05
     variant = frame[frame.phase3_variant == "no_mixup"]
     assert list(variant.train_cpu_seconds) == [37.0] * 3 and variant.ap.iloc[0] == 0.8
@@ -164,14 +159,14 @@ def test_per_seed_rows_follow_the_long_format(tmp_path) -> None:
 
 
 def test_an_old_per_seed_csv_reads_as_phase_3_as_specified(tmp_path) -> None:
-    row = {c: 1.0 for c in OLD_PER_SEED_COLUMNS} | {
-        "configuration": "none", "seed": 0, "subset": "easy", "profile": "study",
-    }  # fmt: skip
-    pd.DataFrame([row], columns=list(OLD_PER_SEED_COLUMNS)).to_csv(
-        tmp_path / "old.csv", index=False
-    )
+    rows = [
+        {c: 1.0 for c in OLD_PER_SEED_COLUMNS}
+        | {"configuration": "none", "seed": 0, "subset": subset, "profile": "study"}
+        for subset in ("easy", "medium", "hard")
+    ]
+    pd.DataFrame(rows, columns=list(OLD_PER_SEED_COLUMNS)).to_csv(tmp_path / "old.csv", index=False)
     back = read_per_seed(tmp_path / "old.csv")
     assert list(back.columns) == list(PER_SEED_COLUMNS)
-    assert back.phase.tolist() == ["3"] and back.phase3_variant.tolist() == ["as_specified"]
-    assert back.cpu_capability.isna().all() and back.ap.tolist() == [1.0]
-    assert len(phase3_rows(back)) == 1
+    assert back.phase.tolist() == ["3"] * 3 and back.phase3_variant.tolist() == ["as_specified"] * 3
+    assert (back.cpu_capability == "").all() and back.ap.tolist() == [1.0] * 3
+    assert len(phase3_rows(back)) == 3

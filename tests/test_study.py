@@ -15,7 +15,8 @@ import torch
 
 from ffcore.data.synthetic import generate_dataset
 from ffcore.models.checkpoint import load_model
-from ffcore.report.study import PER_SEED_COLUMNS, load_results, phase3_rows
+from ffcore.report.study_frame import PER_SEED_COLUMNS, load_results
+from ffcore.report.study_frame import final_rows as phase3_rows
 from ffcore.study import StudySpec, make_cells, read_cell_result, run_study
 
 pytestmark = pytest.mark.slow
@@ -133,6 +134,7 @@ def test_study_notebook_reports_a_finished_study(data, tmp_path) -> None:
     subprocess.run(cmd, check=True, capture_output=True, timeout=900)
     summary = pd.read_csv(figs / "ablation_study.csv")
     assert list(summary.columns) == [
+        "profile",
         "configuration",
         "subset",
         "n_seeds",
@@ -147,6 +149,14 @@ def test_study_notebook_reports_a_finished_study(data, tmp_path) -> None:
         assert (figs / name).is_file(), name
     comparisons = pd.read_csv(figs / "ablation_comparisons.csv")
     assert set(comparisons["comparison"]) == {"phased - joint (ECA-CBAM)"}
+    assert set(comparisons["profile"]) == {"ci"} and (comparisons["n"] == 1).all()
+    # the generated findings, shown as Markdown, say what the run lacks
+    text = "".join(
+        "".join(o.get("data", {}).get("text/markdown", ""))
+        for c in json.loads((tmp_path / "08.ipynb").read_text())["cells"]
+        for o in c.get("outputs", [])
+    )
+    assert "not yet in the per-seed CSV" in text and "synthetic val set" in text
 
 
 def test_unknown_launcher(data, tmp_path) -> None:

@@ -1,11 +1,14 @@
 """Statistics of the ablation study against numbers computed by hand and with scipy/statsmodels:
-intervals, paired t, Holm, sign-flip p, detectable difference, variance decomposition, the
-per-seed CSV as the source of every aggregate, and the seed plan."""
+intervals, paired t, Holm, sign-flip p, TOST, detectable difference, the declared family of 24
+tests per schedule, phase trajectory and phase 3, 1x against 2x, variance decomposition, the
+per-seed CSV as the source of every aggregate, the seed plan and the findings in words."""
 
 from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -13,26 +16,38 @@ import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
+from statsmodels.stats.weightstats import ttost_paired
 
-from ffcore.report.study import (
-    FAMILY,
+from ffcore.report.study import export_study, register_numbers
+from ffcore.report.study_frame import (
     PER_SEED_COLUMNS,
     SUBSETS,
-    detectable_difference,
-    export_study,
-    holm,
     load_results,
+    read_per_seed,
+    write_per_seed,
+)
+from ffcore.report.study_stats import (
+    EQUIVALENCE_MARGIN,
+    FAMILY,
+    agreement,
+    detectable_difference,
+    holm,
     paired_differences,
     paired_t_p,
+    phase3_gain,
+    phase3_variants,
+    phase_trajectory,
     plan_study,
-    read_per_seed,
     resolution,
+    schedule_table,
     seeds_for_halfwidth,
     seeds_for_power,
     sentence,
+    sentences,
     signflip_p,
     summarize,
     t_interval,
+    tost,
     variance_decomposition,
     verdict,
 )
@@ -135,8 +150,35 @@ def test_seeds_for_halfwidth_and_power() -> None:
         seeds_for_halfwidth(1.0, 0.0)
 
 
+# -- equivalence (TOST) ---------------------------------------------------------------------
+def test_tost_by_hand_and_statsmodels() -> None:
+    d = np.array([0.2, -0.1, 0.3, 0.0])  # AP points: mean 0.1, sd sqrt(0.1 / 3)
+    se = math.sqrt(0.1 / 3) / 2
+    eq = tost(d, margin=1.0)
+    # H0 mean <= -1: t = 1.1 / se against the upper tail; H0 mean >= 1: t = -0.9 / se, lower
+    assert eq.p_lower == pytest.approx(1 - _t_cdf_df3(1.1 / se), rel=1e-6)
+    assert eq.p_upper == pytest.approx(_t_cdf_df3(-0.9 / se), rel=1e-6)
+    assert eq.p == max(eq.p_lower, eq.p_upper) == eq.p_upper
+    # the 90 % interval: t(0.95, 3) = 2.353363434801823 (tables: 2.353)
+    assert (eq.low, eq.high) == pytest.approx((0.1 - 2.353363434801823 * se,
+                                               0.1 + 2.353363434801823 * se))  # fmt: skip
+    base = np.array([70.0, 71.0, 69.0, 72.0])
+    p_sm = ttost_paired(base + d, base, -1.0, 1.0)[0]
+    assert eq.p == pytest.approx(p_sm, rel=1e-9)
+    # equivalent at 5 % exactly when the 90 % interval lies inside the margin
+    wide = tost(np.array([0.9, -0.5, 1.6, 0.2]), margin=1.0)
+    assert (wide.p < 0.05) == (wide.low > -1 and wide.high < 1) and wide.p > 0.05
+    assert eq.p < 0.05 and eq.low > -1 and eq.high < 1
+    assert math.isnan(tost([0.3]).p)
+
+
+def test_margin_is_one_ap_point() -> None:
+    assert EQUIVALENCE_MARGIN == 1.0
+
+
 # -- frames -------------------------------------------------------------------------------------
 def _frame() -> pd.DataFrame:
+    """Final rows only, in the older layout (no profile, phase, variant: defaults apply)."""
     rows = []
     ap = {  # configuration -> AP on every subset for seeds 0, 1, 2
         "cbam_phased": [0.70, 0.72, 0.74],
@@ -151,8 +193,24 @@ def _frame() -> pd.DataFrame:
 
 
 def test_family_is_declared_in_code() -> None:
-    assert len(FAMILY) == 18 and len(set(FAMILY)) == 18
+    assert len(FAMILY) == 24 and len(set(FAMILY)) == 24
     assert {t[3] for t in FAMILY} == set(SUBSETS)
+    pairs = {(a, b) for a, b, _, _ in FAMILY}
+    attention = ("cbam_phased", "eca_cbam_phased", "cbam_joint", "eca_cbam_joint")
+    assert pairs == (
+        {(c, "none") for c in attention}
+        | {("eca_cbam_phased", "cbam_phased"), ("eca_cbam_joint", "cbam_joint")}
+        | {("cbam_phased", "cbam_joint"), ("eca_cbam_phased", "eca_cbam_joint")}
+    )
+
+
+def test_variance_family_is_the_former_18() -> None:
+    from ffcore.report.study_stats import VARIANCE_FAMILY
+
+    assert len(VARIANCE_FAMILY) == 18 and set(VARIANCE_FAMILY) < set(FAMILY)
+    assert {(a, b) for a, b, _, _ in VARIANCE_FAMILY if b == "none"} == {
+        ("cbam_phased", "none"), ("eca_cbam_phased", "none"),
+    }  # fmt: skip
 
 
 def test_summary_and_paired_difference_by_hand() -> None:
@@ -162,20 +220,13 @@ def test_summary_and_paired_difference_by_hand() -> None:
     assert s.loc[("cbam_phased", "hard"), "n_seeds"] == 3
     d = paired_differences(frame).set_index(["comparison", "subset"])
     row = d.loc[("ECA-CBAM - CBAM (phased)", "hard")]
-    diffs = np.array([0.01, 0.02, 0.01])
+    diffs = np.array([1.0, 2.0, 1.0])  # AP points
     half = stats.t.ppf(0.975, 2) * diffs.std(ddof=1) / math.sqrt(3)
-    assert row["mean_diff"] == pytest.approx(diffs.mean())
-    assert (row["ci_low"], row["ci_high"]) == pytest.approx(
-        (diffs.mean() - half, diffs.mean() + half)
-    )
-    assert row["n"] == 3
-    # t = 0.01333 / (0.005774 / sqrt 3) = 4: p = 2 * (1 - F_2(4)), F_2(t) = 1/2 + t / (2 sqrt(2 + t^2))
+    assert row["mean"] == pytest.approx(diffs.mean())
+    assert (row["low"], row["high"]) == pytest.approx((diffs.mean() - half, diffs.mean() + half))
+    assert row["n"] == 3 and row["profile"] == "study"
+    # t = 1.333 / (0.5774 / sqrt 3) = 4: p = 2 * (1 - F_2(4)), F_2(t) = 1/2 + t / (2 sqrt(2 + t^2))
     assert row["p"] == pytest.approx(2 * (0.5 - 4 / (2 * math.sqrt(18))), rel=1e-9)
-    # the paired interval is far narrower than the unpaired spread of either configuration
-    assert (
-        row["ci_high"] - row["ci_low"]
-        < s.loc[("cbam_phased", "hard"), "ci_high"] - s.loc[("cbam_phased", "hard"), "ci_low"]
-    )
     assert row["verdict"] == "no significant difference"
     # three comparisons were run: Holm over their 9 tests, and the verdict follows p_holm
     assert len(d) == 9
@@ -184,17 +235,22 @@ def test_summary_and_paired_difference_by_hand() -> None:
     assert big["p_holm"] < 0.05 and big["verdict"] == "significantly higher"
     assert big["p_signflip"] == pytest.approx(2 / 8)  # 3 seeds: the smallest possible
     assert "phased - joint (CBAM)" not in d.index.get_level_values(0)
+    # equivalence only on ECA-CBAM - CBAM: TOST of the same differences against +-1 point
+    assert row["margin"] == 1.0
+    assert row["p_equivalence"] == pytest.approx(tost(diffs).p)
+    assert row["equivalence_verdict"] == "not shown equivalent"  # 90 % high 2.3 > 1
+    assert math.isnan(big["p_equivalence"]) and big["equivalence_verdict"] == ""
 
 
 def test_verdict_follows_holm_not_the_interval() -> None:
-    # an interval above 0 (p = 0.0163 alone) is not significant once adjusted over 18 tests
-    assert verdict(0.0163 * 18, 0.02) == "no significant difference"
+    # an interval above 0 (p = 0.0163 alone) is not significant once adjusted over 24 tests
+    assert verdict(0.0163 * 24, 0.02) == "no significant difference"
     assert verdict(0.01, -0.02) == "significantly lower"
 
 
 def test_sentence_reads_like_the_issue() -> None:
     assert (
-        sentence("ECA-CBAM - CBAM", "hard", 3, 0.004, -0.012, 0.020, 0.84)
+        sentence("ECA-CBAM - CBAM", "hard", 3, 0.4, -1.2, 2.0, 0.84)
         == "ECA-CBAM - CBAM on hard: +0.4 points [-1.2, +2.0], n = 3, Holm p = 0.84: "
         "no significant difference"
     )
@@ -207,40 +263,204 @@ def test_resolution_by_hand() -> None:
     assert res.loc["hard", "seed sd (AP points)"] == pytest.approx(
         (2.0 + 100 * np.std([0.71, 0.74, 0.75], ddof=1)) / 2
     )
-    half = 4.302652729749464 * np.std([0.01, 0.02, 0.01], ddof=1) / math.sqrt(3)
-    assert res.loc["hard", "resolvable (AP points)"] == pytest.approx(100 * half)
+    half = 4.302652729749464 * np.std([1.0, 2.0, 1.0], ddof=1) / math.sqrt(3)
+    assert res.loc["hard", "resolvable (AP points)"] == pytest.approx(half)
+
+
+# -- the long layout: phases, phase-3 variants, 1x and 2x -----------------------------------
+CONFS = tuple(CONFIGURATIONS)
+VARIANT_SHIFT = {"no_mixup": -0.01, "no_dropout": 0.0, "no_regularisers": -0.03}
+
+
+def _long_frame(
+    profiles=("study",), phases=True, variants=True, seeds=4, two_x_shift=0.0
+) -> pd.DataFrame:
+    """Every configuration k and seed s: ap_half_a after phase i = 0.5 + 0.01 k + 0.02 i +
+    0.001 s (k + 1) i + 0.05 j (subset j), so phase 3 - phase 2b = 0.02 + 0.001 s (k + 1);
+    ap (phase 3) = ap_half_a; ECA-CBAM phased also runs the three phase-3 variants, variant v
+    scoring ap + VARIANT_SHIFT[v] + 0.001 s (v's index + 1)."""
+    rows = []
+    for profile in profiles:
+        extra = two_x_shift if profile.endswith("_2x") else 0.0
+        for k, conf in enumerate(CONFS):
+            for s in range(seeds):
+                for i, phase in enumerate(("1", "2a", "2b", "3")):
+                    if phase != "3" and not phases:
+                        continue
+                    for j, subset in enumerate(SUBSETS):
+                        half = 0.5 + 0.01 * k + 0.02 * i + 0.001 * s * (k + 1) * i + 0.05 * j
+                        half += extra * (k > 0)
+                        row = {
+                            "profile": profile, "configuration": conf,
+                            "phase3_variant": "as_specified", "phase": phase, "seed": s,
+                            "subset": subset, "ap": half if phase == "3" else math.nan,
+                            "ap_half_a": half, "ap_half_b": half, "ap_first96": half,
+                            "nme": 0.05, "train_seconds": 100.0, "train_cpu_seconds": 100.0,
+                            "eval_seconds": 10.0, "eval_cpu_seconds": 10.0, "torch_threads": 1,
+                            "cpu_capability": "AVX2",
+                        }  # fmt: skip
+                        rows.append(row)
+                        if phase == "3" and variants and conf == "eca_cbam_phased":
+                            for v, (name, shift) in enumerate(VARIANT_SHIFT.items()):
+                                ap = half + shift + 0.001 * s * (v + 1)
+                                rows.append(row | {"phase3_variant": name, "ap": ap,
+                                                   "ap_half_a": ap})  # fmt: skip
+    return pd.DataFrame(rows, columns=list(PER_SEED_COLUMNS))
+
+
+def test_phase_trajectory_by_hand() -> None:
+    t = phase_trajectory(_long_frame()).set_index(["configuration", "phase", "subset"])
+    row = t.loc[("cbam_phased", "2b", "hard")]  # k = 1, i = 2, j = 2
+    values = [100 * (0.5 + 0.01 + 0.04 + 0.001 * s * 2 * 2 + 0.1) for s in range(4)]
+    mean, low, high = t_interval(values)
+    assert (row["mean"], row["low"], row["high"]) == pytest.approx((mean, low, high))
+    assert row["n"] == 4 and len(t) == 5 * 4 * 3
+    assert phase_trajectory(_long_frame(phases=False)).empty  # final rows only: no trajectory
+
+
+def test_phase3_gain_by_hand_and_scipy() -> None:
+    frame = _long_frame()
+    g = phase3_gain(frame).set_index(["configuration", "subset"])
+    row = g.loc[("eca_cbam_phased", "easy")]  # k = 2: d = 2 + 0.3 s points
+    d = np.array([2.0, 2.3, 2.6, 2.9])
+    assert row["mean"] == pytest.approx(d.mean()) and row["n"] == 4
+    half_a = frame[(frame.configuration == "eca_cbam_phased") & (frame.subset == "easy")
+                   & (frame.phase3_variant == "as_specified")]  # fmt: skip
+    after = half_a[half_a.phase == "3"].ap_half_a.to_numpy()
+    before = half_a[half_a.phase == "2b"].ap_half_a.to_numpy()
+    assert row["p"] == pytest.approx(stats.ttest_rel(after, before).pvalue)
+    # Holm over the 5 configurations x 3 subsets of the profile
+    assert len(g) == 15
+    assert g["p_holm"].to_numpy() == pytest.approx(multipletests(g["p"], method="holm")[1])
+    assert row["verdict"] == "significantly higher"
+    assert phase3_gain(_long_frame(phases=False)).empty
+
+
+def test_phase3_variants_by_hand_and_scipy() -> None:
+    frame = _long_frame()
+    v = phase3_variants(frame)
+    assert set(v["configuration"]) == {"eca_cbam_phased"} and len(v) == 9  # 3 x 3: the family
+    row = v.set_index(["variant", "subset"]).loc[("no_mixup", "medium")]
+    d = 100 * (-0.01 + 0.001 * np.arange(4))  # -1, -0.9, -0.8, -0.7 points
+    assert row["mean"] == pytest.approx(d.mean())
+    mean, low, high = t_interval(d)
+    assert (row["low"], row["high"]) == pytest.approx((low, high))
+    assert row["p"] == pytest.approx(stats.ttest_1samp(d, 0).pvalue)
+    assert v["p_holm"].to_numpy() == pytest.approx(multipletests(v["p"], method="holm")[1])
+    assert phase3_variants(_long_frame(variants=False)).empty
+
+
+def test_holm_is_over_the_24_of_each_schedule() -> None:
+    rng = np.random.default_rng(4)
+    frame = _long_frame(("study", "study_2x"), phases=False, variants=False, two_x_shift=0.01)
+    frame["ap"] += rng.normal(0, 0.004, len(frame))
+    d = paired_differences(frame)
+    assert len(d) == 48 and d.groupby("profile").size().to_dict() == {"study": 24, "study_2x": 24}
+    for _, group in d.groupby("profile"):
+        assert group["p_holm"].to_numpy() == pytest.approx(
+            multipletests(group["p"], method="holm")[1]
+        )
+    table = schedule_table(d)
+    assert len(table) == 24 and set(table["profiles"]) == {"study / study_2x"}
+    for _, r in table.iterrows():
+        one = d[(d.profile == "study") & (d.comparison == r.comparison) & (d.subset == r.subset)]
+        m, lo, hi = one[["mean", "low", "high"]].iloc[0]
+        assert r["1x"] == f"{m:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+    assert schedule_table(paired_differences(_long_frame(phases=False))).empty
+
+
+def test_agreement_of_1x_and_2x() -> None:
+    def row(mean: float, p: float) -> pd.Series:
+        return pd.Series({"mean": mean, "p_holm": p})
+
+    assert agreement(row(-1, 0.01), row(-2, 0.001)) == "confirmed"
+    assert agreement(row(-1, 0.01), row(1, 0.01)).startswith("overturned")
+    assert agreement(row(-1, 0.01), row(-0.5, 0.3)) == "sign kept, not significant"
+    assert agreement(row(-1, 0.01), row(0.5, 0.3)) == "sign reversed, not significant"
+    assert agreement(row(-1, 0.3), row(-1, 0.01)) == "significant only at 2x"
+    assert agreement(row(-1, 0.3), row(1, 0.3)) == "neither significant"
+
+
+# -- the findings in words ------------------------------------------------------------------
+def test_story_words_follow_the_holm_verdicts() -> None:
+    from ffcore.report.study_story import describe, story
+
+    rng = np.random.default_rng(2)
+    frame = _long_frame(phases=False, variants=False)
+    frame["ap"] += rng.normal(0, 0.003, len(frame))
+    d = paired_differences(frame)
+    for _, r in d.iterrows():
+        text = describe(r)
+        assert ("lower" in text) == (r["verdict"] == "significantly lower"), text
+        assert ("higher" in text) == (r["verdict"] == "significantly higher"), text
+        assert f"[{r['low']:+.1f}, {r['high']:+.1f}]" in text
+    told = story(frame, d)
+    assert "not yet in the per-seed CSV" in told.parts["PhaseThree"]
+    assert "no 2x rows" in told.parts["Schedules"]
+    assert "synthetic val set" in told.parts["Scope"] and "WIDER FACE" in told.parts["Scope"]
+    assert not any("<" in text for text in told.parts.values())  # README markers
+
+
+def test_story_tells_equivalence_phases_and_schedules_when_present() -> None:
+    from ffcore.report.study_story import story
+
+    frame = _long_frame(("study", "study_2x"), two_x_shift=0.01)
+    told = story(frame)
+    # ECA-CBAM - CBAM: d = 1 point + 0.001 s points... (k = 2 against k = 1): outside the margin
+    assert "ECA-CBAM - CBAM (phased)" in told.parts["Equivalence"]
+    assert "phase 3 - phase 2b" in told.parts["PhaseThree"]
+    assert "no_mixup - as specified" in told.parts["PhaseThree"]
+    assert "study / study_2x" in told.parts["Schedules"]
+    close = _long_frame(phases=False, variants=False)
+    close.loc[close.configuration == "eca_cbam_phased", "ap"] = close.loc[
+        close.configuration == "cbam_phased", "ap"
+    ].to_numpy() + np.tile(np.repeat([0.001, -0.002, 0.003, 0.0], 3), 1)
+    d = paired_differences(close)
+    eq = d[d.comparison == "ECA-CBAM - CBAM (phased)"]
+    assert (eq["equivalence_verdict"] == "equivalent within ±1").all()
+    assert (
+        "shown equivalent within ±1 point on every subset" in story(close, d).parts["Equivalence"]
+    )
+
+
+def test_statistics_draw_nothing() -> None:
+    code = ("import sys; import ffcore.report.study_stats, ffcore.report.study_frame, "
+            "ffcore.report.study_story; assert 'matplotlib' not in sys.modules")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 # -- variance decomposition on numbers whose answer is known --------------------------------
 T = np.array([0.02, 0.0, -0.02, 0.0])  # training effect per seed: var 8e-4 / 3
 E = np.array([0.01, -0.01, 0.01, -0.01])  # evaluation error of a half: var 4e-4 / 3
+OFF = ("cbam_phased", "cbam_joint")  # these score 0.5 exactly; the others 0.5 + T
 
 
 def _per_seed_frame(configurations=tuple(CONFIGURATIONS)) -> pd.DataFrame:
-    """B scores 0.5 everywhere; every other configuration 0.5 + T on the whole set, + E / - E
-    on the two halves and + 3 E on the first 96 images."""
+    """``OFF`` scores 0.5 everywhere; every other configuration 0.5 + T on the whole set, + E /
+    - E on the two halves and + 3 E on the first 96 images."""
     rows = []
     for conf in configurations:
         for seed in range(4):
-            off = 0.0 if conf == "cbam_phased" else 1.0
+            off = 0.0 if conf in OFF else 1.0
             for k, subset in enumerate(SUBSETS):
                 ap = 0.5 + off * T[seed] + 0.1 * k
                 rows.append(
                     {
-                        "configuration": conf, "seed": seed, "subset": subset, "ap": ap,
+                        "profile": "study", "configuration": conf,
+                        "phase3_variant": "as_specified", "phase": "3", "seed": seed,
+                        "subset": subset, "ap": ap,
                         "ap_half_a": ap + off * E[seed], "ap_half_b": ap - off * E[seed],
                         "ap_first96": ap + off * 3 * E[seed], "nme": 0.05 + 0.001 * seed,
                         "train_seconds": 100.0 + seed, "train_cpu_seconds": 190.0,
-                        "eval_seconds": 10.0, "profile": "study", "torch_threads": 2.0,
-                        "eval_cpu_seconds": 10.0, "phase": "3",
-                        "phase3_variant": "as_specified", "cpu_capability": "avx2",
+                        "eval_seconds": 10.0, "eval_cpu_seconds": 10.0, "torch_threads": 2.0,
+                        "cpu_capability": "AVX2",
                     }
                 )  # fmt: skip
     return pd.DataFrame(rows, columns=list(PER_SEED_COLUMNS))
 
 
 def test_variance_decomposition_on_known_numbers() -> None:
-    # only the comparisons against cbam_phased have differences: run just those two configs
+    # only ECA-CBAM - CBAM (phased) has both configurations: one comparison per subset
     frame = _per_seed_frame(("cbam_phased", "eca_cbam_phased"))
     v = variance_decomposition(frame)
     assert list(v.index) == list(SUBSETS) and (v["comparisons"] == 1).all()
@@ -273,6 +493,8 @@ def _result(conf: str, seed: int, new: bool) -> dict:
                           for k in ("half_a", "half_b", "first96")}  # fmt: skip
         r["seconds"]["evaluate"] = 2.0
         r["cpu_seconds"] = {"train": 24.0, "evaluate": 3.0}
+        # per phase since issue 20 (what the per-phase format reads): 24 CPU s in all
+        r["phase_seconds"] = {p: {"wall": 12.5 / 4, "cpu": 6.0} for p in ("1", "2a", "2b", "3")}
         r["torch_threads"] = 2
     return r
 
@@ -283,17 +505,16 @@ def test_load_results_reads_old_and_new_results(tmp_path) -> None:
         (tmp_path / f"{conf}_seed{seed}" / "result.json").write_text(
             json.dumps(_result(conf, seed, new))
         )
+    # (a cell of the per-phase format: tests/test_chain.py)
     frame = load_results(tmp_path)
-    assert list(frame.columns[:7]) == [
-        "profile", "configuration", "phase3_variant", "phase", "seed", "subset", "ap",
-    ]  # fmt: skip
     assert tuple(frame.columns) == PER_SEED_COLUMNS
-    assert set(frame.phase) == {"3"} and set(frame.phase3_variant) == {"as_specified"}
+    final = frame[frame.phase == "3"]
     # configuration order (none first), then seed, then subset
-    assert list(zip(frame.configuration, frame.seed, strict=True))[::3] == [
+    assert list(zip(final.configuration, final.seed, strict=True))[::3] == [
         ("none", 0), ("none", 1), ("eca_cbam_joint", 0),
     ]  # fmt: skip
     assert list(frame.subset[:3]) == list(SUBSETS)
+    assert (frame.phase3_variant == "as_specified").all() and (frame.phase == "3").all()
     new = frame.iloc[0]
     assert new.ap == 0.9 and new.ap_half_a == 0.91 and new.train_cpu_seconds == 24.0
     assert new.eval_seconds == 2.0 and new.torch_threads == 2 and new.nme == 0.07
@@ -302,45 +523,62 @@ def test_load_results_reads_old_and_new_results(tmp_path) -> None:
     assert math.isnan(old.ap.iloc[2])  # hard None -> NaN
 
 
+@pytest.mark.slow  # draws and saves every study figure
 def test_every_aggregate_follows_from_the_per_seed_csv(tmp_path) -> None:
-    frame = _per_seed_frame()
+    frame = _long_frame(("study", "study_2x"), two_x_shift=0.01)
     rng = np.random.default_rng(1)
     frame["ap"] += rng.normal(0, 0.003, len(frame))  # every comparison gets some difference
     shuffled = frame.sample(frac=1.0, random_state=0)
-    out = export_study(shuffled, tmp_path, "ci profile, synthetic data")
+    out = export_study(shuffled, tmp_path, "study profile, synthetic data")
     for name in ("ablation_per_seed.csv", "ablation_forest.pdf", "ablation_forest.png",
-                 "ablation_variance.csv", "ablation_variance.tex", "ablation_study.png"):  # fmt: skip
+                 "ablation_forest_study_2x.png", "ablation_variance.csv", "ablation_study.png",
+                 "ablation_phases.png", "ablation_phases.csv", "ablation_phase3.csv",
+                 "ablation_phase3_variants.csv", "ablation_schedules.csv"):  # fmt: skip
         assert (tmp_path / name).is_file(), name
     back = read_per_seed(tmp_path / "ablation_per_seed.csv")
-    pd.testing.assert_frame_equal(back, frame.reset_index(drop=True))  # sorted, full precision
+    expect = frame.sort_values(["profile"], kind="stable")  # written sorted, full precision
+    from ffcore.report.study_frame import sort_per_seed
+
+    pd.testing.assert_frame_equal(back, sort_per_seed(expect), check_dtype=False)
     # recomputed from the CSV alone: the same tables as exported
     written = pd.read_csv(tmp_path / "ablation_study.csv")
     pd.testing.assert_frame_equal(written, summarize(back), check_exact=False, rtol=1e-12)
     again = paired_differences(back)
     pd.testing.assert_frame_equal(again, out.comparisons)
-    table = pd.read_csv(tmp_path / "ablation_comparisons.csv")
-    assert {"p", "p_holm", "p_signflip", "mde80"} <= set(table.columns) and len(table) == 18
+    table = pd.read_csv(tmp_path / "ablation_comparisons.csv", keep_default_na=False,
+                        na_values=[""])  # fmt: skip
+    need = ["profile", "comparison", "a", "b", "subset", "n", "mean", "low", "high", "p",
+            "p_holm", "p_signflip", "detectable", "verdict", "margin", "eq_low", "eq_high",
+            "p_equivalence", "equivalence_verdict"]  # fmt: skip
+    assert set(need) <= set(table.columns) and len(table) == 48
     assert table["p_holm"].to_numpy() == pytest.approx(again["p_holm"].to_numpy())
-    assert table["mde80"].to_numpy() == pytest.approx(100 * again["mde80"].to_numpy())
+    eca = table["comparison"].str.startswith("ECA-CBAM - CBAM")
+    assert table.loc[eca, ["margin", "eq_low", "p_equivalence"]].notna().all().all()
+    assert table.loc[~eca, ["margin", "eq_low", "eq_high", "p_equivalence",
+                            "equivalence_verdict"]].isna().all().all()  # fmt: skip
     variance = pd.read_csv(tmp_path / "ablation_variance.csv", index_col="subset")
     assert variance.to_numpy() == pytest.approx(variance_decomposition(back).to_numpy())
+    variants = pd.read_csv(tmp_path / "ablation_phase3_variants.csv")
+    assert variants["p_holm"].to_numpy() == pytest.approx(phase3_variants(back)["p_holm"])
+    assert len(out.schedules) == 24 and "study / study_2x" in out.story.parts["Schedules"]
 
 
-def test_read_per_seed_names_the_file_it_rejects(tmp_path) -> None:
-    bad = tmp_path / "bad.csv"
-    _per_seed_frame().drop(columns="ap_first96").to_csv(bad, index=False)
-    with pytest.raises(ValueError, match=r"bad\.csv.*missing \['ap_first96'\]"):
-        read_per_seed(bad)
-    with pytest.raises(FileNotFoundError, match="nothere"):
-        read_per_seed(tmp_path / "nothere.csv")
+@pytest.mark.slow  # draws and saves every study figure
+def test_final_rows_only_export_makes_no_phase_files(tmp_path) -> None:
+    out = export_study(_per_seed_frame(), tmp_path, "study profile, synthetic data")
+    assert out.phases is None and out.variants.empty and out.schedules.empty
+    made = {p.stem for p in tmp_path.iterdir()}
+    assert not made & {"ablation_phases", "ablation_phase3", "ablation_phase3_variants",
+                       "ablation_schedules", "ablation_forest_study_2x"}  # fmt: skip
 
 
 # -- the plan -------------------------------------------------------------------------------
 def test_plan_from_a_pilot_by_hand() -> None:
     pilot = _per_seed_frame()  # 5 configurations x 4 seeds
     plan = plan_study(pilot, target_points=1.0, jobs=2, cores=2, slurm_tasks=7)
-    # d = +-T (sd 100 sqrt(8e-4 / 3) points) for the three comparisons with cbam_phased on one
-    # side, d = 0 for the other three: the median of the six is half that sd
+    # d = +-T (sd 100 sqrt(8e-4 / 3) points) for the four comparisons with exactly one side in
+    # OFF (CBAM phased / joint - none, both ECA-CBAM - CBAM), d = 0 for the other four: the
+    # median of the eight is half that sd
     sd = 100 * math.sqrt(8e-4 / 3) / 2
     row = plan.per_subset.loc["hard"]
     assert row["paired sd (AP points)"] == pytest.approx(sd)
@@ -357,8 +595,7 @@ def test_plan_from_a_pilot_by_hand() -> None:
 def test_plan_command_prints_the_plan_and_needs_a_pilot(tmp_path, capsys) -> None:
     from ffcore.cli import main
 
-    export_study(_per_seed_frame(), tmp_path, "ci profile, synthetic data")
-    csv = tmp_path / "ablation_per_seed.csv"
+    csv = write_per_seed(_per_seed_frame(), tmp_path)
     assert main(["study", "--plan", "--per-seed", str(csv), "--slurm-tasks", "10"]) == 0
     out = capsys.readouterr().out
     assert "seeds for half-width" in out and "SLURM: 10 tasks" in out
@@ -368,7 +605,7 @@ def test_plan_command_prints_the_plan_and_needs_a_pilot(tmp_path, capsys) -> Non
 
 
 def test_pairing_correlation_by_hand() -> None:
-    from ffcore.report.study import pairing_correlation
+    from ffcore.report.study_stats import pairing_correlation
 
     frame = _frame()
     r = pairing_correlation(frame).set_index(["comparison", "subset"])["r"]
@@ -381,27 +618,26 @@ def test_pairing_correlation_by_hand() -> None:
 
 
 def test_conclusion_lines_follow_the_comparisons() -> None:
-    from ffcore.report.study import conclusion_lines, paired_differences
+    from ffcore.report.study_stats import conclusion_lines
 
     diffs = paired_differences(_frame())
     lines = conclusion_lines(diffs, target_points=1.0)
-    assert len(lines) == 4 and lines[0].startswith("easy: median paired 95 % half-width")
-    # the three tests per subset have half-widths 1.43 (ECA - CBAM), 0 (both - none: sd 0) ...
-    half = ((diffs.ci_high - diffs.ci_low) / 2 * 100).groupby(diffs.subset).median()["easy"]
+    assert len(lines) == 4 and lines[0].startswith("study, easy: median paired 95 % half-width")
+    half = ((diffs.high - diffs.low) / 2).groupby(diffs.subset).median()["easy"]
     assert f"{half:.2f} AP points" in lines[0]
     assert ("meets" in lines[0]) == (half <= 1.0)
     significant = diffs[diffs.p_holm < 0.05]
-    assert lines[-1].startswith(f"{len(significant)} of {len(diffs)} tests significant")
-    assert all(s in lines[-1] for s in significant["sentence"])
+    assert lines[-1].startswith(f"study: {len(significant)} of {len(diffs)} tests significant")
+    assert all(s in lines[-1] for s in sentences(significant))
     assert conclusion_lines(diffs.iloc[0:0]) == [
         "no comparison has both of its configurations in the results"
     ]
 
 
+@pytest.mark.slow  # draws and saves every study figure
 def test_study_numbers_and_provenance(tmp_path) -> None:
     from ffcore.report import provenance
-    from ffcore.report.numbers import Numbers
-    from ffcore.report.study import register_numbers
+    from ffcore.report.numbers import Numbers, rewrite_markers
 
     frame = _per_seed_frame()
     csv = tmp_path / "input.csv"
@@ -409,11 +645,11 @@ def test_study_numbers_and_provenance(tmp_path) -> None:
     info = provenance.RunInfo.create("08_ablation_study", {"seeds": 4}, "study", inputs=[csv])
     out = export_study(frame, tmp_path / "figs", "ci profile, synthetic data", provenance=info)
     recorded = provenance.load(tmp_path / "figs")["files"]
-    # every exported file has its entry; the summary CSV's entry matches its rewritten bytes
+    # every exported file has its entry; the rewritten CSVs' entries match their bytes
     assert sorted(recorded) == provenance.exported_files(tmp_path / "figs")
     assert provenance.check(tmp_path / "figs") == {}
     numbers = Numbers("08_ablation_study", "study")
-    register_numbers(numbers, frame, out.comparisons)
+    register_numbers(numbers, frame, out.comparisons, out.story)
     assert numbers["StudySeeds"].value == 4 and numbers["StudyConfigurations"].value == 5
     # ECA-CBAM phased - CBAM phased: 0.5 + T[seed] + 0.1k against 0.5 + 0.1k, i.e. mean T
     diff = numbers["EcaCbamPhasedMinusCbamPhasedHardDiff"]
@@ -422,3 +658,13 @@ def test_study_numbers_and_provenance(tmp_path) -> None:
     assert numbers["EcaCbamPhasedMinusCbamPhasedHardVerdict"].value in {
         "no significant difference", "significantly higher", "significantly lower",
     }  # fmt: skip
+    eq = out.comparisons.set_index(["comparison", "subset"]).loc[("ECA-CBAM - CBAM (phased)",
+                                                                  "hard")]  # fmt: skip
+    assert numbers["EcaCbamPhasedMinusCbamPhasedHardEquivalenceP"].value == pytest.approx(
+        eq["p_equivalence"]
+    )
+    assert numbers["EcaCbamPhasedMinusCbamPhasedHardEquivalence"].value == eq["equivalence_verdict"]
+    # the story goes into README markers through numbers.json
+    entries = numbers.entries()
+    text = "x <!-- ff:StudyStoryAttention -->old<!-- /ff --> y"
+    assert out.story.parts["Attention"] in rewrite_markers(text, entries)

@@ -1,23 +1,13 @@
-"""Statistics, tables and figures of the ablation study (``ffcore.study``).
+"""Figures, tables and the export of the ablation study (``ffcore.study``).
 
-The per-seed frame is the source of everything: ``load_results`` reads it from the cells'
-``result.json`` files, ``export_study`` commits it as ``figures/ablation_per_seed.csv`` and
-``read_per_seed`` reads it back, so every table and figure below can be rebuilt from that CSV
-alone (no runs, no training).
-
-For each configuration and subset: the mean AP over seeds and its 95 % Student-t interval. For
-each comparison A - B of the declared ``FAMILY`` (six comparisons x three subsets = 18 tests,
-fixed here before any result is read): the paired difference by seed (same data order and
-augmentation), its 95 % t interval (mean +- t(0.975, n - 1) * sd / sqrt(n)), the paired t-test
-p-value, the Holm-adjusted p over the family, an exact sign-flip permutation p beside it (no
-normality assumed) and the difference the study could detect with 80 % power. The verdict says
-"significantly higher/lower" only when the Holm-adjusted p is below ``ALPHA``.
+The per-seed frame (``study_frame``) is the source of everything: ``export_study`` writes it
+as ``figures/ablation_per_seed.csv`` and everything computed from it by ``study_stats`` (the
+statistics, which draw nothing) and ``study_story`` (the findings in words), so every table and
+figure below can be rebuilt from that CSV alone (no runs, no training).
 """
 
 from __future__ import annotations
 
-import itertools
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -26,616 +16,72 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.power import TTestPower
+from matplotlib.patches import Patch
 
 from ffcore.paths import FIGURES_DIR, repo_path
 from ffcore.report import figures
 from ffcore.report.numbers import Numbers, name_part
-from ffcore.schedule import AS_SPECIFIED, FINAL_PHASE, PHASE3_VARIANTS, PHASE_ORDER
-from ffcore.study import CONFIGURATIONS, RESULT_FILE, CellResult
+from ffcore.report.study_frame import (
+    PER_SEED_FILE,
+    PHASES,
+    SUBSETS,
+    TWO_X,
+    final_rows,
+    profiles,
+    sort_per_seed,
+    write_per_seed,
+)
+from ffcore.report.study_stats import (
+    ALPHA,
+    EQUIVALENCE_LABELS,
+    EQUIVALENCE_MARGIN,
+    cost_table,
+    paired_differences,
+    phase3_gain,
+    phase3_variants,
+    schedule_table,
+    summarize,
+    variance_decomposition,
+)
+from ffcore.report.study_story import Story, register_story, story
+from ffcore.study import CONFIGURATIONS
 
 if TYPE_CHECKING:
     from ffcore.report.provenance import RunInfo
 
-SUBSETS: tuple[str, ...] = ("easy", "medium", "hard")
-CONFIDENCE = 0.95
-ALPHA = 0.05  # family-wise error rate (Holm)
-POWER = 0.80  # for the detectable difference and the seed count of a plan
-# (A, B, label): the comparisons the thesis asks for, each reported as A - B
-COMPARISONS: tuple[tuple[str, str, str], ...] = (
-    ("eca_cbam_phased", "cbam_phased", "ECA-CBAM - CBAM (phased)"),
-    ("eca_cbam_joint", "cbam_joint", "ECA-CBAM - CBAM (joint)"),
-    ("eca_cbam_phased", "eca_cbam_joint", "phased - joint (ECA-CBAM)"),
-    ("cbam_phased", "cbam_joint", "phased - joint (CBAM)"),
-    ("eca_cbam_phased", "none", "ECA-CBAM phased - none"),
-    ("cbam_phased", "none", "CBAM phased - none"),
-)
-Test = tuple[str, str, str, str]  # (A, B, label, subset)
-# The family of tests Holm adjusts over, declared before any result is read: 6 x 3 = 18.
-FAMILY: tuple[Test, ...] = tuple(
-    (a, b, label, subset) for a, b, label in COMPARISONS for subset in SUBSETS
-)
-# The per-seed frame, long: one row per (cell, phase-3 variant, phase, subset); AP as
-# fractions, NaN where a result lacks it. ``phase``: "1", "2a", "2b" or "3"; ``phase3_variant``:
-# "as_specified" for every row of the main chain. Phases 1-2b are scored on half_a alone (``ap``
-# NaN). Seconds: training of the chain up to that phase, evaluation of that phase.
-PER_SEED_COLUMNS: tuple[str, ...] = (
-    "profile", "configuration", "phase3_variant", "phase", "seed", "subset",
-    "ap", "ap_half_a", "ap_half_b", "ap_first96", "nme",
-    "train_seconds", "train_cpu_seconds", "eval_seconds", "eval_cpu_seconds",
-    "torch_threads", "cpu_capability",
-)  # fmt: skip
-# the columns of the per-seed CSV before the per-phase rows (read as phase 3, as_specified)
-OLD_PER_SEED_COLUMNS: tuple[str, ...] = (
-    "configuration", "seed", "subset", "ap",
-    "ap_half_a", "ap_half_b", "ap_first96",
-    "nme", "train_seconds", "train_cpu_seconds", "eval_seconds", "profile", "torch_threads",
-    "eval_cpu_seconds",
-)  # fmt: skip
-PER_SEED_FILE = "ablation_per_seed.csv"
-SIGNFLIP_EXACT_MAX = 16  # seeds up to which the sign-flip p enumerates all 2^n flips
-
-
-# -- the per-seed frame ----------------------------------------------------------------------
-def _number(value: Any) -> float:
-    return math.nan if value is None else float(value)
-
-
-def phase3_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the main chain's phase-3 model (what the comparisons are about); a frame
-    without the ``phase`` columns, or a row without them, counts as that model's."""
-    if "phase" not in frame.columns:
-        return frame
-    phase = frame["phase"].astype(object).fillna(FINAL_PHASE).astype(str)
-    variant = frame["phase3_variant"].astype(object).fillna(AS_SPECIFIED).astype(str)
-    keep = (phase == FINAL_PHASE) & (variant == AS_SPECIFIED)
-    return frame if keep.all() else frame[keep].reset_index(drop=True)
-
-
-def _cell_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
-    if "phases" in r:
-        return _phase_rows(CellResult.from_dict(r))
-    lm = r["ap"].get("landmarks") or {}
-    splits = r.get("ap_splits") or {}
-    seconds, cpu = r.get("seconds") or {}, r.get("cpu_seconds") or {}
-    rows = []
-    for subset in SUBSETS:
-        row = {"configuration": r["configuration"], "seed": int(r["seed"]), "subset": subset}
-        row["ap"] = _number(r["ap"].get(subset))
-        for split in ("half_a", "half_b", "first96"):
-            row[f"ap_{split}"] = _number((splits.get(split) or {}).get(subset))
-        row |= {
-            "nme": _number(lm.get("nme")),
-            "train_seconds": _number(seconds.get("train")),
-            "train_cpu_seconds": _number(cpu.get("train")),
-            "eval_seconds": _number(seconds.get("evaluate")),
-            "profile": r["profile"],
-            "torch_threads": _number(r.get("torch_threads")),
-            "eval_cpu_seconds": _number(cpu.get("evaluate")),
-            "phase": FINAL_PHASE,
-            "phase3_variant": AS_SPECIFIED,
-            "cpu_capability": math.nan,
-        }
-        rows.append(row)
-    return rows
-
-
-def _phase_rows(cell: CellResult) -> list[dict[str, Any]]:
-    """A ``CellResult``'s rows: one per (phase result, subset)."""
-    rows = []
-    for p in cell.phases:
-        ap = p.ap or {}
-        lm = ap.get("landmarks") or {}
-        train, train_cpu = cell.train_seconds(p.phase, p.phase3_variant)
-        for subset in SUBSETS:
-            row: dict[str, Any] = {
-                "profile": cell.profile, "configuration": cell.configuration,
-                "phase3_variant": p.phase3_variant, "phase": p.phase, "seed": int(cell.seed),
-                "subset": subset, "ap": _number(ap.get(subset)),
-            }  # fmt: skip
-            for split in ("half_a", "half_b", "first96"):
-                row[f"ap_{split}"] = _number((p.ap_splits.get(split) or {}).get(subset))
-            row |= {
-                "nme": _number(lm.get("nme")),
-                "train_seconds": train,
-                "train_cpu_seconds": train_cpu,
-                "eval_seconds": _number(p.eval_seconds),
-                "eval_cpu_seconds": _number(p.eval_cpu_seconds),
-                "torch_threads": _number(cell.torch_threads),
-                "cpu_capability": cell.cpu_capability if cell.cpu_capability else math.nan,
-            }
-            rows.append(row)
-    return rows
-
-
-def sort_per_seed(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows in configuration order (``CONFIGURATIONS``), then phase-3 variant
-    (``PHASE3_VARIANTS``), phase, seed, then subset (easy first)."""
-    key = {c: i for i, c in enumerate(CONFIGURATIONS)} | {s: i for i, s in enumerate(SUBSETS)}
-    order = {"phase3_variant": {v: i for i, v in enumerate(PHASE3_VARIANTS)},
-             "phase": {p: i for i, p in enumerate(PHASE_ORDER)}}  # fmt: skip
-    columns = [c for c in ("configuration", "phase3_variant", "phase", "seed", "subset")
-               if c in frame.columns]  # fmt: skip
-    out = frame.sort_values(
-        columns,
-        key=lambda col: col if col.name == "seed" else col.map(order.get(str(col.name), key)),
-        kind="stable",
-    )
-    return out.reset_index(drop=True)
-
-
-def load_results(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
-    """The per-seed frame (``PER_SEED_COLUMNS``) of every ``<out_dir>/*/result.json``: one row
-    per (cell, subset), AP as fractions (``ap`` on the whole val set, ``ap_half_a`` / ``_b`` on
-    its even / odd images, ``ap_first96`` on its first 96), the cell's landmark NME, seconds and
-    CPU seconds; NaN where an older result lacks a key."""
-    rows = []
-    for path in sorted(Path(out_dir).glob(f"*/{RESULT_FILE}")):
-        rows += _cell_rows(json.loads(path.read_text()))
-    if not rows:
-        raise FileNotFoundError(f"no study results (*/{RESULT_FILE}) under {out_dir}")
-    return sort_per_seed(pd.DataFrame(rows, columns=list(PER_SEED_COLUMNS)))
-
-
-def has_results(out_dir: str | os.PathLike[str]) -> bool:
-    return any(Path(out_dir).glob(f"*/{RESULT_FILE}"))
-
-
-def write_per_seed(results: pd.DataFrame, out_dir: str | os.PathLike[str] | None) -> Path:
-    """``<out_dir>/ablation_per_seed.csv`` (default figures/): plain CSV, full precision."""
-    out = repo_path(out_dir) if out_dir is not None else FIGURES_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / PER_SEED_FILE
-    sort_per_seed(results[list(PER_SEED_COLUMNS)]).to_csv(path, index=False)
-    return path
-
-
-def read_per_seed(csv_path: str | os.PathLike[str]) -> pd.DataFrame:
-    """The per-seed frame back from ``write_per_seed``'s CSV; a file without the columns of
-    ``PER_SEED_COLUMNS`` (in that order) is an error naming the file."""
-    path = Path(csv_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no per-seed study results at {path}")
-    text = {c: str for c in ("configuration", "subset", "profile", "phase", "phase3_variant",
-                             "cpu_capability")}  # fmt: skip
-    frame = pd.read_csv(path, dtype=text)
-    columns = list(frame.columns)
-    if columns == list(OLD_PER_SEED_COLUMNS):  # before the per-phase rows: phase 3 alone
-        frame = frame.assign(phase=FINAL_PHASE, phase3_variant=AS_SPECIFIED,
-                             cpu_capability=math.nan)[list(PER_SEED_COLUMNS)]  # fmt: skip
-        columns = list(frame.columns)
-    if columns != list(PER_SEED_COLUMNS):
-        missing = [c for c in PER_SEED_COLUMNS if c not in columns]
-        raise ValueError(
-            f"{path}: not a per-seed study table; expected columns {list(PER_SEED_COLUMNS)}, "
-            f"got {columns}" + (f" (missing {missing})" if missing else "")
-        )
-    if frame.empty:
-        raise ValueError(f"{path}: no rows")
-    return sort_per_seed(frame.astype({"seed": int}))
-
-
-def study_frame(
-    run_dir: str | os.PathLike[str], per_seed_csv: str | os.PathLike[str] | None, fallback: Any
-) -> tuple[pd.DataFrame, str]:
-    """(per-seed frame, where it came from): ``per_seed_csv`` when given, else the cells of
-    ``run_dir`` when there are any, else the CSV ``fallback`` (e.g. the committed one)."""
-    if per_seed_csv is None and has_results(run_dir):
-        return load_results(run_dir), str(run_dir)
-    path = Path(per_seed_csv if per_seed_csv is not None else fallback)
-    return read_per_seed(path), str(path)
-
-
-def study_source(results: pd.DataFrame, data_root: str | os.PathLike[str] | None) -> str:
-    """The ``source`` line of the study's figures: the profile(s) of the per-seed frame and the
-    data (``data_root`` None: the synthetic set), e.g. "study profile, synthetic data"."""
-    profiles = "/".join(sorted(set(results["profile"].astype(str))))
-    data = "synthetic data" if data_root is None else f"data {Path(data_root).name}"
-    return f"{profiles} profile, {data}"
-
-
-# -- statistics ------------------------------------------------------------------------------
-def _finite(values: Any) -> np.ndarray:
-    x = np.asarray(values, dtype=np.float64)
-    return x[~np.isnan(x)]
-
-
-def t_interval(values: Any, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
-    """(mean, low, high) of the Student-t interval of the mean; NaN bounds for n < 2."""
-    x = _finite(values)
-    if len(x) == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(x.mean())
-    if len(x) < 2:
-        return mean, math.nan, math.nan
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return mean, mean - half, mean + half
-
-
-def paired_t_p(diffs: Any) -> float:
-    """Two-sided p of the paired t-test (one-sample t on the differences); NaN for n < 2 and
-    1 when every difference is 0."""
-    d = _finite(diffs)
-    if len(d) < 2:
-        return math.nan
-    if np.all(d == d[0]):
-        return 1.0 if d[0] == 0 else 0.0
-    return float(stats.ttest_1samp(d, 0.0).pvalue)
-
-
-def signflip_p(diffs: Any, seed: int = 0) -> float:
-    """Two-sided sign-flip permutation p of the mean difference: the share of the 2^n sign
-    patterns (all of them for n <= 16; 100,000 random ones beyond) whose |mean| is at least the
-    observed one. Exact under the null of a distribution symmetric about 0; NaN for n = 0."""
-    d = _finite(diffs)
-    n = len(d)
-    if n == 0:
-        return math.nan
-    observed = abs(d.mean())
-    tol = 1e-12 * max(1.0, observed)
-    if n <= SIGNFLIP_EXACT_MAX:
-        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
-    else:
-        signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(100_000, n))
-    means = np.abs(signs @ d) / n
-    return float(np.mean(means >= observed - tol))
-
-
-def holm(pvalues: Any) -> np.ndarray:
-    """Holm-adjusted p-values (statsmodels); NaN stays NaN and is not counted in the family."""
-    p = np.asarray(pvalues, dtype=np.float64)
-    out = np.full_like(p, np.nan)
-    ok = ~np.isnan(p)
-    if ok.any():
-        out[ok] = multipletests(p[ok], alpha=ALPHA, method="holm")[1]
-    return out
-
-
-def detectable_difference(sd: float, n: int, power: float = POWER, alpha: float = ALPHA) -> float:
-    """The true paired difference a two-sided paired t-test at ``alpha`` with ``n`` seeds finds
-    with probability ``power``, given the sd of the differences (statsmodels TTestPower solved
-    for the effect size, times sd); NaN for n < 2, 0 for sd = 0."""
-    if n < 2 or math.isnan(sd):
-        return math.nan
-    if sd == 0:
-        return 0.0
-    effect = TTestPower().solve_power(nobs=n, alpha=alpha, power=power, alternative="two-sided")
-    return float(effect) * sd
-
-
-def verdict(p_holm: float, mean: float) -> str:
-    if math.isnan(p_holm):
-        return "no test (one seed)"
-    if p_holm < ALPHA:
-        return "significantly higher" if mean > 0 else "significantly lower"
-    return "no significant difference"
-
-
-def sentence(label: str, subset: str, n: int, mean: float, low: float, high: float,
-             p_holm: float) -> str:  # fmt: skip
-    """E.g. "ECA-CBAM - CBAM (phased) on hard: +0.4 points [-1.2, +2.0], n = 3, Holm p = 0.84:
-    no significant difference" (AP points = percent)."""
-    interval = "" if math.isnan(low) else f" [{100 * low:+.1f}, {100 * high:+.1f}]"
-    holm_p = "" if math.isnan(p_holm) else f", Holm p = {p_holm:.2g}"
-    return (
-        f"{label} on {subset}: {100 * mean:+.1f} points{interval}, n = {n}{holm_p}: "
-        f"{verdict(p_holm, mean)}"
-    )
-
-
-def _pivot(results: pd.DataFrame, subset: str, value: str = "ap") -> pd.DataFrame:
-    sub = results[results.subset == subset]
-    return sub.pivot_table(index="seed", columns="configuration", values=value, dropna=False)
-
-
-def _paired(results: pd.DataFrame, a: str, b: str, subset: str, value: str = "ap") -> pd.Series:
-    """A - B by seed for the seeds present in both (NaN dropped)."""
-    table = _pivot(results, subset, value)
-    return (table[a] - table[b]).dropna()
-
-
-def _family_present(results: pd.DataFrame, family: tuple[Test, ...] = FAMILY) -> list[Test]:
-    present = set(results["configuration"])
-    return [t for t in family if t[0] in present and t[1] in present]
-
-
-def paired_differences(results: pd.DataFrame, family: tuple[Test, ...] = FAMILY) -> pd.DataFrame:
-    """One row per test of ``family`` whose two configurations were run: comparison, subset, n
-    (seeds in both), mean_diff, sd_diff, ci_low, ci_high (AP fractions), p (paired t), p_holm
-    (Holm over the tests run), p_signflip, mde80 (the difference detectable with 80 % power, AP
-    fraction), verdict (from p_holm) and sentence."""
-    results = phase3_rows(results)  # the main chain's phase-3 model
-    rows = []
-    for a, b, label, subset in _family_present(results, family):
-        d = _paired(results, a, b, subset)
-        mean, low, high = t_interval(d)
-        sd = float(d.std(ddof=1)) if len(d) > 1 else math.nan
-        rows.append(
-            {
-                "comparison": label, "a": a, "b": b, "subset": subset, "n": len(d),
-                "mean_diff": mean, "sd_diff": sd, "ci_low": low, "ci_high": high,
-                "p": paired_t_p(d), "p_signflip": signflip_p(d),
-                "mde80": detectable_difference(sd, len(d)),
-            }
-        )  # fmt: skip
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return frame
-    frame.insert(frame.columns.get_loc("p") + 1, "p_holm", holm(frame["p"]))
-    frame["verdict"] = [verdict(p, m) for p, m in zip(frame.p_holm, frame.mean_diff, strict=True)]
-    frame["sentence"] = [
-        sentence(r.comparison, r.subset, r.n, r.mean_diff, r.ci_low, r.ci_high, r.p_holm)
-        for r in frame.itertuples()
-    ]
-    return frame
+GOAL_POINTS = 1.0  # the 95 % half-width the study was sized for (`study --plan --target 1.0`)
+SUBSET_COLORS = dict(zip(SUBSETS, figures.sns.color_palette(figures.PALETTE, 3), strict=True))
 
 
 def _ordered(names: Any) -> list[str]:
     return [c for c in CONFIGURATIONS if c in set(names)]
 
 
-def summarize(results: pd.DataFrame, value: str = "ap") -> pd.DataFrame:
-    """configuration, subset, n_seeds, mean, ci_low, ci_high (in the units of ``value``)."""
-    results = phase3_rows(results)  # the main chain's phase-3 model
-    rows = []
-    for conf in _ordered(results["configuration"]):
-        for subset in SUBSETS:
-            vals = results[(results.configuration == conf) & (results.subset == subset)][value]
-            mean, low, high = t_interval(vals)
-            rows.append(
-                {
-                    "configuration": conf,
-                    "subset": subset,
-                    "n_seeds": int(vals.notna().sum()),
-                    "mean": mean,
-                    "ci_low": low,
-                    "ci_high": high,
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-# -- where the variance comes from -----------------------------------------------------------
-def _sd(x: Any) -> float:
-    x = _finite(x)
-    return float(x.std(ddof=1)) if len(x) > 1 else math.nan
-
-
-def variance_components(results: pd.DataFrame, family: tuple[Test, ...] = FAMILY) -> pd.DataFrame:
-    """Per test of ``family`` (AP points): ``paired sd`` (sd over seeds of the paired difference
-    d on the whole val set), ``paired sd, first 96`` (the same on the first 96 images, the old
-    small val set), ``evaluation sd`` (sqrt(var(d_A - d_B) / 4), d_A and d_B the differences on
-    the two disjoint halves: each half has twice the evaluation variance of the whole, so their
-    difference has four times it) and ``training sd`` (sqrt(max(0, var(d) - evaluation var)))."""
-    results = phase3_rows(results)  # the main chain's phase-3 model
-    rows = []
-    for a, b, label, subset in _family_present(results, family):
-        table = {
-            v: _pivot(results, subset, v) for v in ("ap", "ap_first96", "ap_half_a", "ap_half_b")
-        }
-        d = table["ap"][a] - table["ap"][b]
-        halves = (table["ap_half_a"][a] - table["ap_half_a"][b]) - (
-            table["ap_half_b"][a] - table["ap_half_b"][b]
-        )
-        sd, eval_sd = _sd(d), _sd(halves) / 2
-        train_var = max(0.0, sd**2 - eval_sd**2) if not math.isnan(eval_sd) else math.nan
-        rows.append(
-            {
-                "comparison": label,
-                "subset": subset,
-                "paired sd": 100 * sd,
-                "paired sd, first 96": 100 * _sd(table["ap_first96"][a] - table["ap_first96"][b]),
-                "evaluation sd": 100 * eval_sd,
-                "training sd": 100 * math.sqrt(train_var),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def variance_decomposition(
-    results: pd.DataFrame, family: tuple[Test, ...] = FAMILY
-) -> pd.DataFrame:
-    """Per subset, the median over the comparisons of ``variance_components`` (AP points): the
-    paired-difference sd on the whole val set and on its first 96 images ("before"), and how
-    much of it is evaluation noise (finite val set) and training noise (seed)."""
-    results = phase3_rows(results)  # the main chain's phase-3 model
-    parts = variance_components(results, family)
-    if parts.empty:
-        raise ValueError("no comparison of the family has both configurations in the results")
-    table = parts.drop(columns="comparison").groupby("subset").median()
-    table.insert(0, "comparisons", parts.groupby("subset").size())
-    table = table.rename(
-        columns={
-            "paired sd": "paired sd (AP points)",
-            "paired sd, first 96": "paired sd, first 96 images (before)",
-            "evaluation sd": "evaluation sd",
-            "training sd": "training (seed) sd",
-        }
-    )
-    return table.loc[[s for s in SUBSETS if s in table.index]]
-
-
-def resolution(results: pd.DataFrame, diffs: pd.DataFrame) -> pd.DataFrame:
-    """Per subset: the seed-to-seed standard deviation of AP (mean over configurations) and the
-    smallest difference the grid resolves (median half-width of the paired 95 % intervals), in
-    AP points. A true difference much below the second cannot be told from seed noise."""
-    sd = results.groupby(["subset", "configuration"])["ap"].std(ddof=1).groupby("subset").mean()
-    half = ((diffs["ci_high"] - diffs["ci_low"]) / 2).groupby(diffs["subset"]).median()
-    frame = pd.DataFrame({"seed sd (AP points)": sd * 100, "resolvable (AP points)": half * 100})
-    return frame.loc[[s for s in SUBSETS if s in frame.index]]
-
-
-def pairing_correlation(results: pd.DataFrame, family: tuple[Test, ...] = FAMILY) -> pd.DataFrame:
-    """Per test of ``family``: the Pearson correlation over seeds of A's and B's AP (how much
-    pairing by seed removes; sd(A - B)^2 = sd_A^2 + sd_B^2 - 2 r sd_A sd_B), NaN below 3
-    seeds. The former study (independent initial weights per variant) measured a median of
-    0.47 with 5 of 18 negative."""
-    results = phase3_rows(results)  # the main chain's phase-3 model
-    rows = []
-    for a, b, label, subset in _family_present(results, family):
-        both = _pivot(results, subset)[[a, b]].dropna()
-        r = float(stats.pearsonr(both[a], both[b])[0]) if len(both) > 2 else math.nan
-        rows.append({"comparison": label, "subset": subset, "n": len(both), "r": r})
-    return pd.DataFrame(rows)
-
-
-def conclusion_lines(
-    diffs: pd.DataFrame, target_points: float = 1.0, alpha: float = ALPHA
-) -> list[str]:
-    """What the grid resolves, in sentences computed from ``paired_differences`` (so the
-    notebook's conclusion never types a number): the median 95 % half-width per subset against
-    ``target_points``, the median detectable difference, and the tests significant after
-    Holm."""
-    if diffs.empty:
-        return ["no comparison has both of its configurations in the results"]
-    half = ((diffs["ci_high"] - diffs["ci_low"]) / 2 * 100).groupby(diffs["subset"]).median()
-    mde = (diffs["mde80"] * 100).groupby(diffs["subset"]).median()
-    n = int(diffs["n"].min())
-    lines = []
-    for subset in [s for s in SUBSETS if s in half.index]:
-        met = "meets" if half[subset] <= target_points else "misses"
-        lines.append(
-            f"{subset}: median paired 95 % half-width {half[subset]:.2f} AP points ({met} the "
-            f"{target_points:g}-point goal); a difference of {mde[subset]:.2f} points is found "
-            f"with 80 % power (n = {n} seeds)"
-        )
-    significant = diffs[diffs["p_holm"] < alpha]
-    lines.append(
-        f"{len(significant)} of {len(diffs)} tests significant after Holm (family-wise "
-        f"{alpha:g}):" + "".join(f"\n  {s}" for s in significant["sentence"])
-        if len(significant)
-        else f"no test of the {len(diffs)} is significant after Holm (family-wise {alpha:g})"
-    )
-    return lines
-
-
-# -- sizing the study from a pilot -----------------------------------------------------------
-def seeds_for_halfwidth(sd: float, target: float, confidence: float = CONFIDENCE) -> int:
-    """Smallest n >= 2 with t(0.5 + confidence / 2, n - 1) * sd / sqrt(n) <= target."""
-    if math.isnan(sd) or target <= 0:
-        raise ValueError(f"need a measured sd and a positive target, got sd={sd}, {target=}")
-    n = 2
-    while stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n) > target:
-        n += 1
-    return n
-
-
-def seeds_for_power(
-    sd: float, difference: float, power: float = POWER, alpha: float = ALPHA
-) -> int:
-    """Seeds for a two-sided paired t-test at ``alpha`` to find a true ``difference`` with
-    probability ``power`` (statsmodels TTestPower solved for nobs, rounded up, at least 2)."""
-    if math.isnan(sd) or difference <= 0:
-        raise ValueError(
-            f"need a measured sd and a positive difference, got sd={sd}, {difference=}"
-        )
-    if sd == 0:
-        return 2
-    n = TTestPower().solve_power(effect_size=difference / sd, alpha=alpha, power=power,
-                                 alternative="two-sided")  # fmt: skip
-    return max(2, math.ceil(float(np.squeeze(n)) - 1e-9))
-
-
-@dataclass(frozen=True)
-class StudyPlan:
-    """How many seeds a study needs for ``target_points`` and what the grid costs.
-
-    ``per_subset``: subset -> measured paired sd, seeds for the 95 % half-width, seeds for 80 %
-    power (AP points). ``seeds``: the largest of those. ``cell_cpu_seconds``: mean over the
-    pilot's cells of training + evaluation CPU seconds; wall times assume a cell's CPU time is
-    spread over its ``threads`` without loss (an estimate, not a measurement)."""
-
-    target_points: float
-    per_subset: pd.DataFrame
-    seeds: int
-    configurations: int
-    cells: int
-    pilot_cells: int
-    cell_cpu_seconds: float
-    threads: int
-    jobs: int
-    cores: int
-    local_wall_seconds: float
-    slurm_tasks: int | None
-    slurm_wall_seconds: float | None
-
-    def lines(self) -> list[str]:
-        """The plan as the CLI prints it."""
-
-        def hours(seconds: float) -> str:
-            return f"{seconds / 3600:.1f} h"
-
-        out = [f"plan for a 95 % paired half-width of {self.target_points:g} AP points "
-               f"(pilot: {self.pilot_cells} cells)"]  # fmt: skip
-        out += self.per_subset.to_string(float_format=lambda v: f"{v:.2f}").splitlines()
-        out.append(
-            f"seeds: {self.seeds} -> {self.cells} cells ({self.configurations} configurations); "
-            f"{self.cell_cpu_seconds:.0f} CPU s per cell ({self.threads} threads)"
-        )
-        out.append(f"here: {self.jobs} cells at once on {self.cores} cores: "
-                   f"{hours(self.local_wall_seconds)}")  # fmt: skip
-        if self.slurm_tasks:
-            out.append(f"SLURM: {self.slurm_tasks} tasks: {hours(self.slurm_wall_seconds or 0)}")
-        return out
-
-
-def plan_study(
-    results: pd.DataFrame,
-    target_points: float = 1.0,
-    jobs: int | None = None,
-    cores: int | None = None,
-    slurm_tasks: int | None = None,
-    configurations: int = len(CONFIGURATIONS),
-) -> StudyPlan:
-    """Size the grid from a pilot (the per-seed frame of a smaller study): per subset the
-    median over the family of the paired-difference sd, the seeds for a 95 % half-width of
-    ``target_points``, and for 80 % power at that difference; the grid's wall time with
-    ``jobs`` cells at a time on ``cores`` cores (default: os.cpu_count() both) and on
-    ``slurm_tasks`` tasks. Trains nothing."""
-    results = phase3_rows(results)  # the main chain's phase-3 model
-    cores = cores or os.cpu_count() or 1
-    jobs = jobs or cores
-    sds = variance_components(results)
-    if sds.empty or sds["paired sd"].isna().all():
-        raise ValueError("the pilot needs two seeds of two configurations of one comparison")
-    sd = sds.groupby("subset")["paired sd"].median()
-    rows = {}
-    for subset in [s for s in SUBSETS if s in sd.index]:
-        rows[subset] = {
-            "paired sd (AP points)": sd[subset],
-            "seeds for half-width": seeds_for_halfwidth(sd[subset], target_points),
-            "seeds for 80% power": seeds_for_power(sd[subset], target_points),
-        }
-    per_subset = pd.DataFrame.from_dict(rows, orient="index")
-    seeds = int(per_subset[["seeds for half-width", "seeds for 80% power"]].to_numpy().max())
-    cells = results.drop_duplicates(["configuration", "seed"])
-    train_cpu = cells["train_cpu_seconds"].fillna(cells["train_seconds"])
-    eval_cpu = cells["eval_cpu_seconds"].fillna(cells["eval_seconds"]).fillna(0.0)
-    cpu = float((train_cpu + eval_cpu).mean())
-    threads = int(cells["torch_threads"].fillna(1).median())
-    n_cells = configurations * seeds
-    per_cell_wall = cpu / max(1.0, min(threads, cores / jobs))
-    local = math.ceil(n_cells / jobs) * per_cell_wall
-    slurm = math.ceil(n_cells / slurm_tasks) * cpu / threads if slurm_tasks else None
-    return StudyPlan(
-        float(target_points), per_subset, seeds, configurations, n_cells, len(cells), cpu,
-        threads, jobs, cores, local, slurm_tasks, slurm,
-    )  # fmt: skip
-
-
-# -- figures ---------------------------------------------------------------------------------
 def _n_label(frame: pd.DataFrame, column: str) -> str:
     n = sorted(set(int(v) for v in frame[column]))
     return f"n = {n[0]}" if len(n) == 1 else f"n = {n[0]}-{n[-1]}"
 
 
+def _stem(name: str, profile: str, first: str) -> str:
+    """``name`` for the first profile, ``name_<profile>`` for the others (e.g. the 2x)."""
+    return name if profile == first else f"{name}_{profile}"
+
+
+def _schedule_tag(frame: pd.DataFrame) -> str:
+    """ "2x schedule: " for a frame of a 2x profile (``<p>_2x``), else nothing."""
+    names = set(frame["profile"]) if "profile" in frame else set()
+    return "2x schedule: " if names and all(str(p).endswith(TWO_X) for p in names) else ""
+
+
+# -- figures ---------------------------------------------------------------------------------
 def plot_study(results: pd.DataFrame, summary: pd.DataFrame, source: str):
-    """AP per configuration, one panel per subset: mean with its 95 % interval and every seed
-    as a dot. An interval reaching above 100 % is drawn up to 100 % and marked with a caret (the
-    suptitle says so). ``source`` names the run and data (e.g. "study profile, synthetic data")."""
-    results = phase3_rows(results)  # the main chain's phase-3 model
+    """AP per configuration (final rows of the first profile), one panel per subset: mean with
+    its 95 % interval and every seed as a dot. An interval reaching above 100 % is drawn up to
+    100 % and marked with a caret. ``source`` names the run and data."""
+    profile = profiles(results)[0]
+    results = final_rows(results, profile)
+    if "profile" in summary.columns:
+        summary = summary[summary["profile"] == profile]
     confs = _ordered(summary["configuration"])
     fig, axes = figures.new_figure("full", 0.4, ncols=len(SUBSETS), sharey=False)
     colors = [figures.VARIANT_COLORS[CONFIGURATIONS[c].variant] for c in confs]
@@ -674,9 +120,6 @@ def plot_study(results: pd.DataFrame, summary: pd.DataFrame, source: str):
     return fig
 
 
-SUBSET_COLORS = dict(zip(SUBSETS, figures.sns.color_palette(figures.PALETTE, 3), strict=True))
-
-
 def _p_text(p: float) -> str:
     if math.isnan(p):
         return "--"
@@ -684,27 +127,33 @@ def _p_text(p: float) -> str:
 
 
 def plot_forest(diffs: pd.DataFrame, source: str):
-    """The paired differences A - B in AP points, one row per test of the family (grouped by
-    comparison, a colour per subset): mean, 95 % t interval, a zero line; a filled marker where
-    the Holm-adjusted p is below ALPHA, open otherwise, and the Holm p printed at the right."""
+    """The paired differences A - B in AP points of one profile (the first of ``diffs``), one
+    row per test of the family (grouped by comparison, a colour per subset): mean, 95 % t
+    interval, a zero line; a filled marker where the Holm-adjusted p is below ALPHA, open
+    otherwise, the Holm p printed in a column at the right; the equivalence margin shaded
+    around the ECA-CBAM - CBAM rows. The legend sits below the axes, clear of the p column."""
+    diffs = diffs[diffs["profile"] == diffs["profile"].iloc[0]] if "profile" in diffs else diffs
     labels = list(dict.fromkeys(diffs["comparison"]))
-    # at least 0.36 of the width high: the legend (up to five entries) must fit beside the axes
-    fig, ax = figures.new_figure("full", max(0.36, 0.08 + 0.026 * len(diffs) + 0.012 * len(labels)))
+    fig, ax = figures.new_figure("full", max(0.42, 0.16 + 0.026 * len(diffs) + 0.012 * len(labels)))
     y, ticks = 0.0, []
     offsets = dict(zip(SUBSETS, (0.27, 0.0, -0.27), strict=True))  # easy on top
+    shaded = False
     for label in labels:
         rows = diffs[diffs.comparison == label]
+        if label in EQUIVALENCE_LABELS:
+            ax.fill_betweenx([y - 0.45, y + 0.45], -EQUIVALENCE_MARGIN, EQUIVALENCE_MARGIN,
+                             color="0.88", lw=0, zorder=0)  # fmt: skip
+            shaded = True
         for r in rows.itertuples():
             yy = y + offsets[r.subset]
             color = SUBSET_COLORS[r.subset]
             significant = not math.isnan(r.p_holm) and r.p_holm < ALPHA
-            if not math.isnan(r.ci_low):
-                ax.hlines(yy, 100 * r.ci_low, 100 * r.ci_high, color=color, lw=1.2)
-            ax.plot(100 * r.mean_diff, yy, "o", ms=4.5, color=color, mec=color,
+            if not math.isnan(r.low):
+                ax.hlines(yy, r.low, r.high, color=color, lw=1.2)
+            ax.plot(r.mean, yy, "o", ms=4.5, color=color, mec=color,
                     mfc=color if significant else "white", zorder=3)  # fmt: skip
-            text = _p_text(r.p_holm)
-            ax.annotate(text, (1.005, yy), xycoords=("axes fraction", "data"), fontsize=figures.MIN_FONT_PT,
-                        va="center", color=color)  # fmt: skip
+            ax.annotate(_p_text(r.p_holm), (1.01, yy), xycoords=("axes fraction", "data"),
+                        fontsize=figures.MIN_FONT_PT, va="center", color=color)  # fmt: skip
         ticks.append(y)
         y -= 1.0
     ax.axvline(0, color="0.3", lw=0.8, ls="--", zorder=1)
@@ -714,8 +163,8 @@ def plot_forest(diffs: pd.DataFrame, source: str):
     for t in ticks[1:]:
         ax.axhline(t + 0.5, color="0.85", lw=0.6)
     ax.set_xlabel("paired difference A - B (AP points), 95 % t interval")
-    ax.annotate("Holm p", (1.005, 0.5), xycoords=("axes fraction", "data"), fontsize=figures.MIN_FONT_PT,
-                va="bottom", color="0.3")  # fmt: skip
+    ax.annotate("Holm p", (1.01, 0.5), xycoords=("axes fraction", "data"),
+                fontsize=figures.MIN_FONT_PT, va="bottom", color="0.3")  # fmt: skip
     handles = [
         figures.plt.Line2D([], [], marker="o", ls="-", color=SUBSET_COLORS[s], label=s)
         for s in SUBSETS
@@ -723,15 +172,52 @@ def plot_forest(diffs: pd.DataFrame, source: str):
     ]
     handles += [
         figures.plt.Line2D([], [], marker="o", ls="", color="0.3", label="Holm p < 0.05"),
-        figures.plt.Line2D(
-            [], [], marker="o", ls="", color="0.3", mfc="white", label="not significant"
-        ),  # fmt: skip
-    ]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.07, 1.0), frameon=False)
+        figures.plt.Line2D([], [], marker="o", ls="", color="0.3", mfc="white",
+                           label="not significant"),
+    ]  # fmt: skip
+    if shaded:
+        handles.append(Patch(color="0.88", label=f"equivalence margin "
+                                              f"±{EQUIVALENCE_MARGIN:g}"))  # fmt: skip
+    # two columns: the subsets in the first, the marker meanings in the second
+    fig.legend(handles=handles, loc="outside lower center", ncols=2,
+               frameon=False)  # fmt: skip
     figures.add_source(
         fig,
         source,
-        f"Paired differences by seed ({_n_label(diffs, 'n')}, {len(diffs)} tests, Holm-adjusted)",
+        _schedule_tag(diffs)
+        + f"Paired differences by seed ({_n_label(diffs, 'n')}, {len(diffs)} tests, Holm-adjusted)",
+    )
+    return fig
+
+
+def plot_phases(trajectory: pd.DataFrame, source: str):
+    """AP on half A of val after each phase (the trajectory of the main chain, one profile):
+    one panel per subset, a line per configuration, the mean over seeds with its 95 % t
+    interval as error bars."""
+    profile = trajectory["profile"].iloc[0]
+    t = trajectory[trajectory["profile"] == profile]
+    fig, axes = figures.new_figure("full", 0.42, ncols=len(SUBSETS), sharey=False)
+    confs = _ordered(t["configuration"])
+    step = 0.08
+    for ax, subset in zip(axes, SUBSETS, strict=True):
+        for k, conf in enumerate(confs):
+            rows = t[(t.configuration == conf) & (t.subset == subset)].set_index("phase")
+            rows = rows.loc[[p for p in PHASES if p in rows.index]]
+            x = np.array([PHASES.index(p) for p in rows.index]) + (k - (len(confs) - 1) / 2) * step
+            err = np.vstack([rows["mean"] - rows["low"], rows["high"] - rows["mean"]])
+            style = "-" if CONFIGURATIONS[conf].schedule != "joint" else "--"
+            ax.errorbar(x, rows["mean"], yerr=np.nan_to_num(err), ls=style, marker="o", ms=3,
+                        lw=1, capsize=2, color=figures.VARIANT_COLORS[CONFIGURATIONS[conf].variant],
+                        label=CONFIGURATIONS[conf].label)  # fmt: skip
+        ax.set_xticks(range(len(PHASES)), list(PHASES))
+        ax.set_xlabel("phase")
+        ax.set_title(subset)
+    axes[0].set_ylabel("AP on half A of val (%)")
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 3),
+               frameon=False)  # fmt: skip
+    figures.add_source(
+        fig, source, _schedule_tag(t) + f"AP after each phase ({_n_label(t, 'n')}, 95 % t interval)"
     )
     return fig
 
@@ -755,43 +241,40 @@ def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     return t
 
 
+def _interval(low: pd.Series, high: pd.Series, decimals: int = 1) -> list[str]:
+    return [
+        "" if math.isnan(lo) else f"[{lo:+.{decimals}f}, {hi:+.{decimals}f}]"
+        for lo, hi in zip(low, high, strict=True)
+    ]
+
+
 def comparison_table(diffs: pd.DataFrame) -> pd.DataFrame:
-    """The comparisons for LaTeX: differences, intervals and the detectable difference (mde80)
-    in AP points; p (paired t), p_holm, p_signflip; the verdict (from p_holm)."""
-    columns = ["comparison", "subset", "n", "mean_diff", "ci_low", "ci_high", "p", "p_holm",
-               "p_signflip", "mde80", "verdict"]  # fmt: skip
-    t = _in_points(diffs[columns], "mean_diff", "difference (AP points)", "n")
-    t["mde80"] = t["mde80"] * 100
+    """The comparisons for LaTeX (AP points): difference with its 95 % interval, Holm p,
+    sign-flip p, the difference detectable with 80 % power, the verdict; for ECA-CBAM - CBAM the
+    90 % interval, TOST p and equivalence verdict."""
+    t = pd.DataFrame({
+        "profile": diffs["profile"], "comparison": diffs["comparison"],
+        "subset": diffs["subset"], "n": diffs["n"], "difference": diffs["mean"],
+        "95% CI": _interval(diffs["low"], diffs["high"]), "Holm p": diffs["p_holm"],
+        "sign-flip p": diffs["p_signflip"], "detectable": diffs["detectable"],
+        "verdict": diffs["verdict"], "90% CI": _interval(diffs["eq_low"], diffs["eq_high"]),
+        "TOST p": diffs["p_equivalence"], "equivalence": diffs["equivalence_verdict"],
+    })  # fmt: skip
+    return t if t["profile"].nunique() > 1 else t.drop(columns="profile")
+
+
+COMPARISON_DECIMALS = {"n": 0, "difference": 1, "Holm p": 3, "sign-flip p": 3,
+                       "detectable": 1, "TOST p": 3}  # fmt: skip
+
+
+def difference_table(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """A frame of paired differences (``phase3_gain``, ``phase3_variants``) for LaTeX: the
+    ``keys``, n, difference, 95 % interval, Holm p, verdict (AP points)."""
+    t = frame[keys + ["n", "mean"]].rename(columns={"mean": "difference"})
+    t["95% CI"] = _interval(frame["low"], frame["high"])
+    t["Holm p"] = frame["p_holm"]
+    t["verdict"] = frame["verdict"]
     return t
-
-
-COMPARISON_DECIMALS = {"p": 3, "p_holm": 3, "p_signflip": 3}
-
-
-def cost_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration: seeds, landmark NME (mean and 95 % interval over seeds), training
-    seconds per cell (mean and standard deviation; CPU time on a shared machine is noisy) and
-    training CPU seconds and evaluation seconds per cell (means)."""
-    results = phase3_rows(results)  # the main chain's phase-3 model
-    per_cell = results.drop_duplicates(["configuration", "seed"])
-    rows = []
-    for conf in _ordered(per_cell["configuration"]):
-        cells = per_cell[per_cell.configuration == conf]
-        nme, low, high = t_interval(cells["nme"])
-        rows.append(
-            {
-                "configuration": CONFIGURATIONS[conf].label,
-                "seeds": len(cells),
-                "NME": nme,
-                "NME 95% CI low": low,
-                "NME 95% CI high": high,
-                "train s (mean)": cells["train_seconds"].mean(),
-                "train s (sd)": cells["train_seconds"].std(ddof=1),
-                "train CPU s (mean)": cells["train_cpu_seconds"].mean(),
-                "eval s (mean)": cells["eval_seconds"].mean(),
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 @dataclass(frozen=True)
@@ -802,8 +285,13 @@ class StudyExport:
     comparisons: pd.DataFrame
     variance: pd.DataFrame
     costs: pd.DataFrame
+    phase_gain: pd.DataFrame  # phase 3 - phase 2b (empty without phase rows)
+    variants: pd.DataFrame  # phase-3 variants - as specified (empty without variant rows)
+    schedules: pd.DataFrame  # 1x against 2x (empty without 2x rows)
+    story: Story
     figure: Any  # AP per configuration
     forest: Any  # paired differences
+    phases: Any  # AP by phase (None without phase rows)
     per_seed_csv: Path
 
 
@@ -815,71 +303,160 @@ def export_study(
 ) -> StudyExport:
     """Write to ``out_dir`` (default figures/) the per-seed frame (``ablation_per_seed.csv``)
     and everything computed from it: ``ablation_study.{csv,tex,pdf,png}`` (the CSV holds AP as
-    fractions), ``ablation_comparisons.{csv,tex}``, ``ablation_forest.{pdf,png}``,
-    ``ablation_variance.{csv,tex}`` and ``ablation_costs.{csv,tex}``. ``provenance``: every file
-    gets its entry (``ffcore.report.provenance``), the per-seed CSV only when it is not one of
-    the run's inputs (rewritten from itself it keeps the entry of the study that made it)."""
+    fractions), ``ablation_comparisons.{csv,tex}`` (the CSV: ``COMPARISON_COLUMNS``, AP
+    points), ``ablation_forest.{pdf,png}`` (``_<profile>`` for a second profile),
+    ``ablation_variance``, ``ablation_costs``, and when the frame holds them
+    ``ablation_phases.{csv,tex,pdf,png}`` (AP by phase), ``ablation_phase3`` (phase 3 - 2b),
+    ``ablation_phase3_variants`` and ``ablation_schedules`` (1x against 2x). ``provenance``:
+    every file gets its entry. A per-seed CSV that is one of the run's inputs is left as read
+    (rewriting the source from itself would change its bytes, not its numbers)."""
     from ffcore.report.provenance import record
+    from ffcore.report.study_stats import phase_trajectory
 
-    per_seed = write_per_seed(results, out_dir)  # every row: phases and phase-3 variants
-    results = sort_per_seed(phase3_rows(results))
-    if provenance is not None and str(per_seed.resolve()) not in {
-        str(repo_path(p).resolve()) for p in provenance.inputs
-    }:
-        record([per_seed], provenance)
+    results = sort_per_seed(results)
+    target = (repo_path(out_dir) if out_dir is not None else FIGURES_DIR) / PER_SEED_FILE
+    inputs = {str(repo_path(p).resolve()) for p in provenance.inputs} if provenance else set()
+    if str(target.resolve()) in inputs:
+        per_seed = target  # the source itself: kept as read (its layout and its entry)
+    else:
+        per_seed = write_per_seed(results, out_dir)
+        if provenance is not None:
+            record([per_seed], provenance)
     summary, diffs = summarize(results), paired_differences(results)
     costs = cost_table(results)
     src = {"source": source, "provenance": provenance}
+
+    def csv_as(frame: pd.DataFrame, written: list[Path]) -> None:
+        frame.to_csv(written[0], index=False)  # machine-readable (save_table wrote for print)
+        if provenance is not None:
+            record([written[0]], provenance)
+
     fig = plot_study(results, summary, source)
     figures.save_figure(fig, "ablation_study", out_dir, provenance=provenance)
-    csv, _ = figures.save_table(summary_table(summary), "ablation_study", out_dir, index=False,
-                                decimals=1, **src)  # fmt: skip
-    summary.to_csv(csv, index=False)  # fractions, machine-readable (save_table wrote percent)
-    if provenance is not None:
-        record([csv], provenance)
+    written = figures.save_table(summary_table(summary), "ablation_study", out_dir, index=False,
+                                 decimals=1, **src)  # fmt: skip
+    csv_as(summary, written)
     forest = None
     variance = pd.DataFrame()
-    if not diffs.empty:
-        forest = plot_forest(diffs, source)
-        figures.save_figure(forest, "ablation_forest", out_dir, provenance=provenance)
-        figures.save_table(comparison_table(diffs), "ablation_comparisons", out_dir,
-                           index=False, decimals={**COMPARISON_DECIMALS, "n": 0}
-                           | {"difference (AP points)": 1, "95% CI low": 1, "95% CI high": 1,
-                              "mde80": 1}, **src)  # fmt: skip
+    names = profiles(diffs) if len(diffs) else []
+    for profile in names:
+        one = plot_forest(diffs[diffs.profile == profile], source)
+        forest = one if forest is None else forest
+        figures.save_figure(one, _stem("ablation_forest", profile, names[0]), out_dir,
+                            provenance=provenance)  # fmt: skip
+    if len(diffs):
+        written = figures.save_table(comparison_table(diffs), "ablation_comparisons", out_dir,
+                                     index=False, decimals=COMPARISON_DECIMALS, **src)  # fmt: skip
+        csv_as(diffs, written)
         variance = variance_decomposition(results)
         figures.save_table(variance, "ablation_variance", out_dir, decimals=2, **src)
     figures.save_table(costs, "ablation_costs", out_dir, index=False,
                        decimals={"NME": 4, "NME 95% CI low": 4, "NME 95% CI high": 4,
                                  "train s (mean)": 0, "train s (sd)": 0,
                                  "train CPU s (mean)": 0, "eval s (mean)": 1}, **src)  # fmt: skip
-    return StudyExport(summary, diffs, variance, costs, fig, forest, per_seed)
+    trajectory, phases = phase_trajectory(results), None
+    for profile in profiles(trajectory) if len(trajectory) else []:
+        one = plot_phases(trajectory[trajectory.profile == profile], source)
+        phases = one if phases is None else phases
+        stem = _stem("ablation_phases", profile, profiles(trajectory)[0])
+        figures.save_figure(one, stem, out_dir, provenance=provenance)
+    if len(trajectory):
+        written = figures.save_table(
+            difference_like(trajectory), "ablation_phases", out_dir, index=False,
+            decimals={"n": 0, "AP (%)": 1}, **src,
+        )  # fmt: skip
+        csv_as(trajectory, written)
+    gain, variants, schedules = (
+        phase3_gain(results),
+        phase3_variants(results),
+        schedule_table(diffs),
+    )
+    for frame, name, keys in (
+        (gain, "ablation_phase3", ["profile", "configuration", "subset"]),
+        (variants, "ablation_phase3_variants", ["profile", "configuration", "variant", "subset"]),
+    ):
+        if len(frame):
+            written = figures.save_table(difference_table(frame, keys), name, out_dir, index=False,
+                                         decimals={"n": 0, "difference": 1, "Holm p": 3}, **src)  # fmt: skip
+            csv_as(frame, written)
+    if len(schedules):
+        figures.save_table(schedules, "ablation_schedules", out_dir, index=False,
+                           decimals={"1x p_holm": 3, "2x p_holm": 3}, **src)  # fmt: skip
+    told = story(results, diffs)
+    return StudyExport(summary, diffs, variance, costs, gain, variants, schedules, told, fig,
+                       forest, phases, per_seed)  # fmt: skip
 
 
-def register_numbers(numbers: Numbers, results: pd.DataFrame, diffs: pd.DataFrame) -> None:
+def difference_like(trajectory: pd.DataFrame) -> pd.DataFrame:
+    """The trajectory for LaTeX: AP (%) on half A of val with its 95 % interval by phase."""
+    t = trajectory[["profile", "configuration", "phase", "subset", "n", "mean"]].rename(
+        columns={"mean": "AP (%)"}
+    )
+    t["configuration"] = [CONFIGURATIONS[c].label for c in t["configuration"]]
+    t["95% CI"] = _interval(trajectory["low"], trajectory["high"])
+    return t
+
+
+# -- numbers ---------------------------------------------------------------------------------
+def _prefix(profile: str, first: str) -> str:
+    """The number-name prefix of a profile: none for the first, "TwoX" for its 2x."""
+    if profile == first:
+        return ""
+    return "TwoX" if profile == first + TWO_X else name_part(profile)
+
+
+def register_numbers(
+    numbers: Numbers, results: pd.DataFrame, diffs: pd.DataFrame, told: Story | None = None
+) -> None:
     """The study's numbers for the thesis (``ffcore.report.numbers``), in AP points: the seed
-    count, per subset the resolution (median paired 95 % half-width, median mde80), and per
-    comparison and subset (``<A>Minus<B><Subset>``) the difference, its interval, the Holm p
-    and the verdict."""
-    results = phase3_rows(results)  # the main chain's phase-3 model
-    numbers.add("StudySeeds", int(results["seed"].nunique()), "{:d}", "seeds",
+    count, per subset the resolution (median paired 95 % half-width, median detectable
+    difference), per comparison and subset (``<A>Minus<B><Subset>``, prefixed ``TwoX`` for the
+    2x schedule) the difference, its interval, the Holm p and the verdict, for ECA-CBAM - CBAM
+    the equivalence p and verdict, and the story's paragraphs (``StudyStory<Part>``)."""
+    names = profiles(results)
+    first = final_rows(results, names[0])
+    numbers.add("StudySeeds", int(first["seed"].nunique()), "{:d}", "seeds",
                 "seeds per configuration of the ablation grid")  # fmt: skip
-    numbers.add("StudyConfigurations", int(results["configuration"].nunique()), "{:d}", "",
+    numbers.add("StudyConfigurations", int(first["configuration"].nunique()), "{:d}", "",
                 "configurations of the ablation grid")  # fmt: skip
+    numbers.add("StudyEquivalenceMargin", EQUIVALENCE_MARGIN, "{:g}", "AP points",
+                "equivalence margin of ECA-CBAM - CBAM (declared before the data)")  # fmt: skip
+    if told is not None:
+        register_story(numbers, told)
     if diffs.empty:
         return
-    half = ((diffs["ci_high"] - diffs["ci_low"]) / 2 * 100).groupby(diffs["subset"]).median()
-    mde = (diffs["mde80"] * 100).groupby(diffs["subset"]).median()
-    for subset in [s for s in SUBSETS if s in half.index]:
+    mine = diffs[diffs.profile == names[0]]
+    half = ((mine["high"] - mine["low"]) / 2).groupby(mine["subset"]).median()
+    mde = mine["detectable"].groupby(mine["subset"]).median()
+    present = [s for s in SUBSETS if s in half.index]
+    met = [s for s in present if half[s] <= GOAL_POINTS]
+    missed = [s for s in present if s not in met]
+    goal = ", ".join(
+        f"{verb} on {' and '.join(which)}"
+        for verb, which in (("met", met), ("missed", missed))
+        if which
+    )
+    numbers.add("StudyGoal", f"the {GOAL_POINTS:g}-point goal {goal}", unit="",
+                description="median paired 95 % half-width against the 1-point goal")  # fmt: skip
+    for subset in present:
         word = name_part(subset)
         numbers.add(f"StudyHalfWidth{word}", float(half[subset]), "{:.2f}", "AP points",
                     f"median paired 95 % half-width over the family, {subset}")  # fmt: skip
         numbers.add(f"StudyMdeEighty{word}", float(mde[subset]), "{:.1f}", "AP points",
                     f"median difference detectable with 80 % power, {subset}")  # fmt: skip
     for r in diffs.itertuples():
-        base = f"{name_part(r.a)}Minus{name_part(r.b)}{name_part(r.subset)}"
-        what = f"{r.comparison} on {r.subset}"
-        numbers.add(f"{base}Diff", 100 * r.mean_diff, "{:+.1f}", "AP points", f"{what}: mean")
-        numbers.add(f"{base}CiLow", 100 * r.ci_low, "{:+.1f}", "AP points", f"{what}: 95 % low")
-        numbers.add(f"{base}CiHigh", 100 * r.ci_high, "{:+.1f}", "AP points", f"{what}: 95 % high")
+        pre = _prefix(r.profile, names[0])
+        base = f"{pre}{name_part(r.a)}Minus{name_part(r.b)}{name_part(r.subset)}"
+        what = f"{r.comparison} on {r.subset} ({r.profile})"
+        numbers.add(f"{base}Diff", r.mean, "{:+.1f}", "AP points", f"{what}: mean")
+        numbers.add(f"{base}CiLow", r.low, "{:+.1f}", "AP points", f"{what}: 95 % low")
+        numbers.add(f"{base}CiHigh", r.high, "{:+.1f}", "AP points", f"{what}: 95 % high")
         numbers.add(f"{base}HolmP", r.p_holm, "{:.2g}", "", f"{what}: Holm-adjusted p")
         numbers.add(f"{base}Verdict", r.verdict, unit="", description=f"{what}: verdict")
+        if r.comparison in EQUIVALENCE_LABELS:
+            numbers.add(f"{base}EqLow", r.eq_low, "{:+.1f}", "AP points", f"{what}: 90 % low")
+            numbers.add(f"{base}EqHigh", r.eq_high, "{:+.1f}", "AP points", f"{what}: 90 % high")
+            numbers.add(f"{base}EquivalenceP", r.p_equivalence, "{:.2g}", "",
+                        f"{what}: TOST p (the larger one-sided p)")  # fmt: skip
+            numbers.add(f"{base}Equivalence", r.equivalence_verdict, unit="",
+                        description=f"{what}: equivalence verdict")  # fmt: skip

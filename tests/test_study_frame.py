@@ -1,0 +1,175 @@
+"""The per-seed CSV is validated before anything is computed from it: each problem is named with
+the file and its CSV line, in one line (the CLI prints it without a traceback)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from errorline import one_error_line
+
+from ffcore.cli import main
+from ffcore.paths import FIGURES_DIR
+from ffcore.report.study_frame import (
+    KEY,
+    OLD_COLUMNS,
+    PER_SEED_COLUMNS,
+    PerSeedError,
+    read_per_seed,
+)
+
+COMMITTED = FIGURES_DIR / "ablation_per_seed.csv"
+
+
+@pytest.fixture()
+def good(tmp_path: Path) -> Path:
+    """A copy of the committed grid (8 seeds x 5 configurations x 3 subsets = 120 rows), in
+    the long layout."""
+    path = tmp_path / "good.csv"
+    read_per_seed(COMMITTED).to_csv(path, index=False)
+    return path
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines(keepends=True)
+
+
+def _write(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(lines))
+    return path
+
+
+def _plan_error(path: Path, capsys) -> str:
+    assert main(["study", "--plan", "--per-seed", str(path)]) == 2
+    return one_error_line(capsys.readouterr().err, str(path))
+
+
+def test_committed_grid_reads_in_both_layouts(good: Path) -> None:
+    old = pd.read_csv(COMMITTED)
+    assert tuple(old.columns) == OLD_COLUMNS  # the committed CSV predates phases and variants
+    frame = read_per_seed(COMMITTED)
+    assert tuple(frame.columns) == PER_SEED_COLUMNS and len(frame) == 120
+    assert set(frame.phase) == {"3"} and set(frame.phase3_variant) == {"as_specified"}
+    assert (frame.cpu_capability == "").all()
+    pd.testing.assert_frame_equal(read_per_seed(good), frame)  # the long layout round-trips
+    assert not frame.duplicated(list(KEY)).any()
+
+
+def test_incomplete_grid_names_what_is_missing(good: Path, tmp_path: Path, capsys) -> None:
+    lines = _lines(good)
+    cut = _write(tmp_path / "cut.csv", lines[:-17])  # 17 of 120 rows gone: eca_cbam_joint
+    with pytest.raises(PerSeedError) as info:
+        read_per_seed(cut)
+    text = str(info.value)
+    assert str(cut) in text and "\n" not in text
+    # the 103 kept rows end in the middle of eca_cbam_joint seed 2 (line 104: its easy row)
+    assert "eca_cbam_joint" in text and "lacks seed(s) 3, 4, 5, 6, 7" in text
+    assert "line 104: eca_cbam_joint seed 2" in text and "medium, hard" in text
+    assert "lines 98-104" in _plan_error(cut, capsys)
+
+
+def test_non_numeric_ap_is_named_with_its_line(good: Path, tmp_path: Path, capsys) -> None:
+    lines = _lines(good)
+    header = lines[0].rstrip("\n").split(",")
+    row = lines[5].rstrip("\n").split(",")
+    row[header.index("ap")] = "n/a?"
+    lines[5] = ",".join(row) + "\n"
+    bad = _write(tmp_path / "text.csv", lines)
+    with pytest.raises(PerSeedError, match=r"text\.csv: line 6: ap 'n/a\?' is not a number"):
+        read_per_seed(bad)
+    assert "line 6" in _plan_error(bad, capsys)
+
+
+@pytest.mark.parametrize("value", ["nan", "", "inf"])
+def test_missing_or_infinite_ap_is_named_with_its_line(
+    good: Path, tmp_path: Path, value: str, capsys
+) -> None:
+    lines = _lines(good)
+    header = lines[0].rstrip("\n").split(",")
+    row = lines[9].rstrip("\n").split(",")
+    row[header.index("ap")] = value
+    lines[9] = ",".join(row) + "\n"
+    bad = _write(tmp_path / "nan.csv", lines)
+    with pytest.raises(PerSeedError, match=r"nan\.csv: line 10: ap "):
+        read_per_seed(bad)
+    assert "line 10: ap" in _plan_error(bad, capsys)
+
+
+def test_ap_in_percent_is_refused(good: Path, tmp_path: Path) -> None:
+    frame = pd.read_csv(good, keep_default_na=False)
+    frame.loc[3, "ap"] = 97.5
+    frame.to_csv(tmp_path / "pct.csv", index=False)
+    with pytest.raises(PerSeedError, match=r"line 5: ap 97.5 outside \[0, 1\]"):
+        read_per_seed(tmp_path / "pct.csv")
+
+
+def test_duplicated_row_is_named_with_both_lines(good: Path, tmp_path: Path, capsys) -> None:
+    lines = _lines(good)
+    lines.insert(30, lines[2])  # line 3 again as line 31
+    bad = _write(tmp_path / "dup.csv", lines)
+    with pytest.raises(PerSeedError, match=r"lines 3, 31: the same row twice"):
+        read_per_seed(bad)
+    assert "the same row twice" in _plan_error(bad, capsys)
+
+
+def test_unknown_names_are_named_with_their_line(good: Path, tmp_path: Path) -> None:
+    frame = pd.read_csv(good, keep_default_na=False, dtype=str)
+    frame.loc[0, "configuration"] = "eca"
+    frame.loc[7, "phase"] = "4"
+    frame.to_csv(tmp_path / "names.csv", index=False)
+    with pytest.raises(PerSeedError) as info:
+        read_per_seed(tmp_path / "names.csv")
+    assert "line 2: configuration 'eca'" in str(info.value)
+    assert "line 9: phase '4'" in str(info.value)
+
+
+def test_empty_garbled_and_foreign_files(tmp_path: Path, capsys) -> None:
+    empty = _write(tmp_path / "empty.csv", [])
+    with pytest.raises(PerSeedError, match=r"empty\.csv: empty file"):
+        read_per_seed(empty)
+    assert "empty file" in _plan_error(empty, capsys)
+    header_only = _write(tmp_path / "header.csv", [",".join(PER_SEED_COLUMNS) + "\n"])
+    with pytest.raises(PerSeedError, match=r"header\.csv: a header and no rows"):
+        read_per_seed(header_only)
+    header = ",".join(PER_SEED_COLUMNS) + "\n"
+    garbled = _write(tmp_path / "garbled.csv", [header, "study,none\n", ",,\n"])
+    with pytest.raises(PerSeedError, match=r"garbled\.csv: line 2: 2 fields, the header has 17; "
+                       r"line 3: 3 fields"):  # fmt: skip
+        read_per_seed(garbled)
+    assert "line 2: 2 fields" in _plan_error(garbled, capsys)
+    quote = _write(tmp_path / "quote.csv", [header, 'study,"none\n'])
+    with pytest.raises(PerSeedError, match=r"quote\.csv: "):
+        read_per_seed(quote)
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"\xff\xfe\x00garbage\n")
+    with pytest.raises(PerSeedError, match=r"binary\.csv: not a per-seed CSV"):
+        read_per_seed(binary)
+    assert "not a per-seed CSV" in _plan_error(binary, capsys)
+    foreign = _write(tmp_path / "foreign.csv", ["configuration,seed\n", "none,0\n"])
+    with pytest.raises(PerSeedError, match=r"foreign\.csv: not a per-seed study table.*missing"):
+        read_per_seed(foreign)
+    with pytest.raises(FileNotFoundError, match="nothere"):
+        read_per_seed(tmp_path / "nothere.csv")
+
+
+def test_missing_column_is_named(good: Path, tmp_path: Path) -> None:
+    pd.read_csv(good).drop(columns="ap_first96").to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(PerSeedError, match=r"bad\.csv.*missing \['ap_first96'\]"):
+        read_per_seed(tmp_path / "bad.csv")
+
+
+def test_phase_rows_need_ap_half_a_not_ap(good: Path, tmp_path: Path) -> None:
+    frame = read_per_seed(good)
+    chain = frame.assign(phase="2b", ap=float("nan"))
+    both = pd.concat([frame, chain], ignore_index=True)
+    both.to_csv(tmp_path / "phases.csv", index=False)
+    assert len(read_per_seed(tmp_path / "phases.csv")) == 240  # ap empty on phase 2b: fine
+    both.loc[len(frame) + 4, "ap_half_a"] = float("nan")
+    both.to_csv(tmp_path / "phases.csv", index=False)
+    with pytest.raises(PerSeedError, match=r"line \d+: ap_half_a missing"):
+        read_per_seed(tmp_path / "phases.csv")
+    variant = frame.assign(phase="2b", phase3_variant="no_mixup")
+    pd.concat([frame, variant]).to_csv(tmp_path / "variant.csv", index=False)
+    with pytest.raises(PerSeedError, match="a phase-3 variant other than as_specified"):
+        read_per_seed(tmp_path / "variant.csv")
