@@ -131,6 +131,12 @@ def content_commits(provenance: dict[str, Any] | None, shown: Iterable[str]) -> 
     return phrases
 
 
+def _commit_phrase(phrase: str) -> str:
+    """``"129ec3d+ (notebooks 01–07)"`` with the commit in typewriter type."""
+    commit, _, rest = phrase.partition(" ")
+    return rf"\texttt{{{latex_escape(commit)}}} {latex_escape(rest)}"
+
+
 def title_page(
     profile: str, commit: str, dirty: bool, date: str, content: Sequence[str] = ()
 ) -> str:
@@ -139,7 +145,7 @@ def title_page(
     state = " (uncommitted changes)" if dirty else ""
     made = (
         rf"figures and tables from commit{'s' if len(content) > 1 else ''} "
-        + ", ".join(rf"\texttt{{{latex_escape(c)}}}" for c in content)
+        + ", ".join(_commit_phrase(c) for c in content)
         + r"\par"
         if content
         else r"no provenance recorded for the files shown\par"
@@ -237,6 +243,15 @@ def _missing_box(name: str, made_by: str) -> str:
     )
 
 
+def short_caption(caption: str, limit: int = 90) -> str:
+    """The caption for the lists of figures and tables: up to its first colon, semicolon or
+    parenthesis, cut at a word before ``limit`` characters."""
+    head = re.split(r"[:;(]|\\\(", caption, maxsplit=1)[0].strip().rstrip(",")
+    if len(head) > limit:
+        head = head[:limit].rsplit(" ", 1)[0] + r"\ldots"
+    return "{" + head + "}"  # braces: a ] inside stays in the optional argument
+
+
 def _item_tex(folder: Path, item: Item, made_by: str) -> str:
     """A figure and the table of its numbers (or one of them), kept together."""
     parts = []
@@ -246,7 +261,7 @@ def _item_tex(folder: Path, item: Item, made_by: str) -> str:
             parts += [
                 r"\begin{figure}[!htbp]\centering",
                 rf"\includegraphics{{{LATEX_DIR}/{item.figure}}}",
-                rf"\caption{{{cap}}}\label{{fig:{item.figure}}}",
+                rf"\caption[{short_caption(cap)}]{{{cap}}}\label{{fig:{item.figure}}}",
                 r"\end{figure}",
             ]
         else:
@@ -258,7 +273,7 @@ def _item_tex(folder: Path, item: Item, made_by: str) -> str:
                 cap += rf" (the numbers of Figure~\ref{{fig:{item.figure}}})"
             parts += [
                 r"\begin{table}[!htbp]\centering\small",
-                rf"\caption{{{cap}}}\label{{tab:{item.table}}}",
+                rf"\caption[{short_caption(cap)}]{{{cap}}}\label{{tab:{item.table}}}",
                 rf"\{FIT_TABLE}{{{item.table}}}{{\input{{{LATEX_DIR}/{item.table}}}}}",
                 r"\end{table}",
             ]
@@ -366,6 +381,7 @@ def companion_tex(
             r"\usepackage{longtable,array,booktabs,graphicx,float,placeins,xcolor}",
             rf"\input{{{LATEX_DIR}/preamble}}",
             r"\usepackage[colorlinks,linkcolor=blue!50!black,urlcolor=blue!50!black]{hyperref}",
+            r"\setlength{\emergencystretch}{2em}",  # long names (ECA-CBAM) in narrow lines
             r"\begin{document}",
             title_page(profile, commit, dirty, date, content_commits(provenance, shown)),
             r"\tableofcontents",

@@ -57,7 +57,7 @@ def _subset_names(base: str) -> list[str]:
 def model_results(numbers: Numbers, _folder: Path) -> list[str]:
     out = []
     if t := _text(numbers, "ParamsEcaCbam", "ParamsCbam", "ParamsDifference"):
-        out.append(f"ECA-CBAM has {t[0]} parameters and CBAM {t[1]} (ECA-CBAM minus CBAM: {t[2]}).")
+        out.append(f"ECA-CBAM has {t[0]} parameters and CBAM {t[1]}: a difference of {t[2]}.")
     if t := _text(numbers, "GmacsEcaCbam"):
         out.append(f"At 640 px ECA-CBAM computes {t[0]} GMAC per image.")
     if t := _text(numbers, "LatencyRatioEcaCbamVsCbam", "LatencyRatioEcaCbamVsCbamIqr"):
@@ -266,11 +266,12 @@ NOT_SHOWN: dict[str, str] = {
 
 
 def expected_files(section: Section) -> list[str]:
-    """The files the floats of ``section`` include (a figure's PDF, a table's .tex)."""
+    """The files of ``section``: a figure's PDF (included) and PNG, a table's .tex (included)
+    and CSV."""
     out = []
     for item in section.items:
-        out += [f"{item.figure}.pdf"] if item.figure else []
-        out += [f"{item.table}.tex"] if item.table else []
+        out += [f"{item.figure}.pdf", f"{item.figure}.png"] if item.figure else []
+        out += [f"{item.table}.tex", f"{item.table}.csv"] if item.table else []
     return out
 
 
