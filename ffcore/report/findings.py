@@ -74,6 +74,8 @@ def integer(value: float) -> str:
 
 
 def signed(value: float, places: int = 1) -> str:
+    """``-0.7`` -> ``−0.7``, ``0.4`` -> ``+0.4``; a value that rounds to zero is ``+0.0``."""
+    value = value if round(value, places) != 0 else 0.0
     return f"{value:+.{places}f}".replace("-", "\u2212")
 
 
