@@ -209,6 +209,11 @@ def test_title_page_names_the_commits_of_the_files_shown() -> None:
 
 
 def test_short_captions_stop_at_the_first_clause() -> None:
-    assert short_caption("AP after each phase (grouped bars); targets") == "{AP after each phase}"
+    cap = "Total parameters of both variants (lines); the claim dashed"
+    assert short_caption(cap) == "{Total parameters of both variants}"
+    assert (
+        short_caption("AP (easy/medium/hard) of the model")
+        == "{AP (easy/medium/hard) of the model}"
+    )
     long = "word " * 40
     assert short_caption(long).endswith(r"\ldots}") and len(short_caption(long)) < 100

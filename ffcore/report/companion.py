@@ -245,8 +245,11 @@ def _missing_box(name: str, made_by: str) -> str:
 
 def short_caption(caption: str, limit: int = 90) -> str:
     """The caption for the lists of figures and tables: up to its first colon, semicolon or
-    parenthesis, cut at a word before ``limit`` characters."""
-    head = re.split(r"[:;(]|\\\(", caption, maxsplit=1)[0].strip().rstrip(",")
+    parenthesis (the whole caption when that leaves too little to name it), cut at a word
+    before ``limit`` characters."""
+    head = re.split(r"[:;(]", caption, maxsplit=1)[0].strip().rstrip(",")
+    if len(head) < 24:  # "AP", "Phase 1", "The figure": too short to name it in a list
+        head = caption.strip()
     if len(head) > limit:
         head = head[:limit].rsplit(" ", 1)[0] + r"\ldots"
     return "{" + head + "}"  # braces: a ] inside stays in the optional argument
@@ -390,7 +393,6 @@ def companion_tex(
             r"\clearpage",
             *missing_part,
             findings_section(figures_dir),
-            r"\clearpage",
             *(section_tex(figures_dir, s, entries) for s in SECTIONS),
             *other_part,
             r"\section{Numbers quoted by the thesis}",
