@@ -357,7 +357,7 @@ def check_lines(stale: Mapping[str, list[str]], out_dir: str | Path | None = Non
         top = sorted({Path(p).parts[0] for p in inputs if Path(p).parts})
         lines.append(
             f"{out}: {len(absent)} file(s) not checked against {len(inputs)} recorded input(s) "
-            f"absent here (under {', '.join(f'{t}/' for t in top)}: run outputs, not committed); "
+            f"absent here (under {', '.join(f'{t}/' for t in top)}: generated, not committed); "
             "a run that makes them checks them"
         )
     return lines
