@@ -217,3 +217,23 @@ def test_short_captions_stop_at_the_first_clause() -> None:
     )
     long = "word " * 40
     assert short_caption(long).endswith(r"\ldots}") and len(short_caption(long)) < 100
+
+
+def test_an_undeclared_file_is_shown_apart_and_a_missing_one_framed(tmp_path: Path) -> None:
+    """A figure or table no section declares is not dropped: it gets its own section; a declared
+    one that is missing gets a frame where it would be and a line on the Missing inputs page."""
+    assert placements(["new_plot.pdf", "param_table.tex"]) == {
+        "new_plot.pdf": [], "param_table.tex": ["The model: table"]
+    }  # fmt: skip
+    assert undeclared(["new_plot.pdf", "new_plot.png", "param_table.tex"]) == ["new_plot"]
+    figs = _figures_copy(tmp_path, with_inputs=True)
+    shutil.copyfile(figs / "pr_curves.pdf", figs / "new_plot.pdf")
+    (figs / "param_table.tex").unlink()
+    tex = companion_tex(figs, "smoke", "abc", False, "today", ["param_table.tex"])
+    assert (
+        r"\section{Other figures and tables}" in tex
+        and r"\includegraphics{figures/new_plot}" in tex
+    )
+    assert r"\section*{Missing inputs}" in tex and r"\item \texttt{param\_table.tex}" in tex
+    assert r"\textbf{Missing input:} \texttt{figures/param\_table.tex}" in tex
+    assert r"\input{figures/param_table}" not in tex
