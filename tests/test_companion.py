@@ -172,7 +172,12 @@ def test_committed_companion_prints_every_table_at_90_percent_within_the_margins
     figs = tmp_path / "figures"
     shutil.copytree(FIGURES_DIR, figs, ignore=shutil.ignore_patterns("companion.*"))
     result = build_companion(figs, "smoke", tmp_path / "companion.pdf", strict=True)
-    tables = {item.table for section in SECTIONS for item in section.items if item.table}
+    tables = {
+        item.table
+        for section in SECTIONS
+        for item in section.items
+        if item.table and (figs / f"{item.table}.tex").is_file()
+    }
     assert set(result.table_scales) == tables
     small = {name: scale for name, scale in result.table_scales.items() if scale < 0.9}
     assert not small, f"tables printed below 90 %: {small}"
@@ -237,3 +242,14 @@ def test_an_undeclared_file_is_shown_apart_and_a_missing_one_framed(tmp_path: Pa
     assert r"\section*{Missing inputs}" in tex and r"\item \texttt{param\_table.tex}" in tex
     assert r"\textbf{Missing input:} \texttt{figures/param\_table.tex}" in tex
     assert r"\input{figures/param_table}" not in tex
+
+
+def test_an_optional_item_is_shown_when_present_and_never_missing(tmp_path: Path) -> None:
+    """The study's later files (ablation_phases, the 2x grid) are declared optional."""
+    figs = _figures_copy(tmp_path, with_inputs=True)
+    assert not (figs / "ablation_schedules.tex").exists()
+    tex = companion_tex(figs, "smoke", "abc", False, "today")
+    assert "ablation_schedules" not in tex and "Missing input" not in tex
+    shutil.copyfile(figs / "ablation_costs.tex", figs / "ablation_schedules.tex")
+    tex = companion_tex(figs, "smoke", "abc", False, "today")
+    assert r"\fftable{ablation_schedules}{\input{figures/ablation_schedules}}" in tex

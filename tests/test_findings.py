@@ -132,6 +132,10 @@ def test_study_claims_from_the_new_comparison_columns(
          "eq_low": -0.2, "eq_high": 0.4, "p_equivalence": 0.01, "equivalence_verdict": e}
         for s, e in zip(SUBSETS, equivalence, strict=True)
     ]  # fmt: skip
+    # the 2x grid's rows follow the main grid's and do not change its verdict
+    rows += [
+        r | {"profile": "study_2x", "equivalence_verdict": "not shown equivalent"} for r in rows
+    ]
     found = _by_claim(fd.build_findings(_folder(tmp_path, comparisons=pd.DataFrame(rows))))
     accuracy = found["ECA-CBAM is as accurate as CBAM"]
     assert accuracy.verdict == verdict and "\u00b11 AP points" in accuracy.reason

@@ -267,12 +267,12 @@ def _item_tex(folder: Path, item: Item, made_by: str) -> str:
                 rf"\caption[{short_caption(cap)}]{{{cap}}}\label{{fig:{item.figure}}}",
                 r"\end{figure}",
             ]
-        else:
+        elif not item.optional:
             parts.append(_missing_box(f"{item.figure}.pdf", made_by))
     if item.table:
         if (folder / f"{item.table}.tex").is_file():
             cap = caption_of(folder, item.table, "table")
-            if item.figure:
+            if item.figure and (folder / f"{item.figure}.pdf").is_file():
                 cap += rf" (the numbers of Figure~\ref{{fig:{item.figure}}})"
             parts += [
                 r"\begin{table}[!htbp]\centering\small",
@@ -280,9 +280,9 @@ def _item_tex(folder: Path, item: Item, made_by: str) -> str:
                 rf"\{FIT_TABLE}{{{item.table}}}{{\input{{{LATEX_DIR}/{item.table}}}}}",
                 r"\end{table}",
             ]
-        else:
+        elif not item.optional:
             parts.append(_missing_box(f"{item.table}.tex", made_by))
-    return "\n".join([*parts, r"\FloatBarrier", ""])
+    return "\n".join([*parts, r"\FloatBarrier", ""]) if parts else ""
 
 
 def _paragraph(sentences: Sequence[str]) -> str:

@@ -92,10 +92,13 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
 def comparison_rows(table: pd.DataFrame | None, label: str) -> list[dict[str, Any]]:
     """The rows of ``ablation_comparisons.csv`` for ``label``, one per subset, with the keys
     subset, mean, low, high (AP points), verdict and, when the export tested it,
-    equivalence_verdict. Reads the new columns (mean, low, high) and the older ones."""
+    equivalence_verdict. Reads the new columns (mean, low, high) and the older ones; with
+    several profiles (study, study_2x) those of the first."""
     if table is None or "comparison" not in table:
         return []
     rows = table[table["comparison"] == label]
+    if "profile" in rows and rows["profile"].nunique() > 1:  # the main grid, not its 2x twin
+        rows = rows[rows["profile"] == rows["profile"].iloc[0]]
     out = []
     for _, r in rows.iterrows():
         row: dict[str, Any] = {"subset": r["subset"], "verdict": str(r.get("verdict", ""))}
