@@ -216,8 +216,9 @@ def provenance_table(provenance: dict[str, Any] | None) -> str:
             r">{\raggedright\arraybackslash}p{0.09\linewidth}"
             r">{\raggedright\arraybackslash}p{0.1\linewidth}"
             r">{\raggedright\arraybackslash}p{0.11\linewidth}@{}}",
-            r"\caption{Provenance of every exported file (\texttt{provenance.json}; a + after "
-            r"the commit: uncommitted changes)}\\",
+            r"\caption[Provenance of every exported file]{Provenance of every exported file "
+            r"(\texttt{provenance.json}; a + after the commit: uncommitted changes to the code, "
+            r"the outputs in figures/ and runs/ aside)}\\",
             r"\toprule",
             head,
             r"\midrule\endfirsthead",
