@@ -61,7 +61,7 @@ def model_results(numbers: Numbers, _folder: Path) -> list[str]:
     if t := _text(numbers, "GmacsEcaCbam"):
         out.append(f"At 640 px ECA-CBAM computes {t[0]} GMAC per image.")
     if t := _text(numbers, "LatencyRatioEcaCbamVsCbam", "LatencyRatioEcaCbamVsCbamIqr"):
-        out.append(f"On this CPU ECA-CBAM takes {t[0]}x the time of CBAM (IQR {t[1]}).")
+        out.append(f"On the run's CPU ECA-CBAM takes {t[0]}x the time of CBAM (IQR {t[1]}).")
     return out
 
 
@@ -242,9 +242,9 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         "Deployment and speed",
         "benchmarks/breakdown.py, benchmarks/deploy\\_precision.py",
-        "Timings are ratios measured side by side on one CPU thread, with their interquartile "
-        "range: the time per module group of each model, eager and as the fused inference "
-        "copy, and the fp32, fp16 and int8 ONNX files in onnxruntime.",
+        "Timings are ratios measured side by side on the CPU, with their interquartile range: "
+        "the time per module group of each model on one thread, eager and as the fused "
+        "inference copy, and the fp32, fp16 and int8 ONNX files in onnxruntime.",
         (Item("latency_breakdown", "latency_breakdown"), Item(table="deploy_precision")),
         deployment_results,
     ),
