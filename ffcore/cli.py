@@ -1026,6 +1026,11 @@ def _add_thesis(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out", default=None, help="PDF to write (default: <figures-dir>/companion.pdf)"
     )
+    p.add_argument(
+        "--strict", action="store_true",
+        help="exit 1 when an input the companion expects is missing (the PDF is still written, "
+        "with the missing files framed and listed)",
+    )  # fmt: skip
 
 
 def _run_thesis(args: argparse.Namespace) -> int:
@@ -1038,6 +1043,13 @@ def _run_thesis(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {result.pdf} ({result.pages} pages, {len(result.figures)} figures)")
+    for name in result.missing:
+        print(
+            f"missing input: {Path(args.figures_dir) / name} (framed in the PDF)", file=sys.stderr
+        )
+    if result.missing and args.strict:
+        print(f"error: {len(result.missing)} missing input(s) (--strict)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -1074,12 +1086,13 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
         _run_detect,
     ),
     "wider-eval": (
-        "WIDER FACE AP (easy/medium/hard) of a folder of predictions in the official layout",
+        "AP under the WIDER FACE protocol (easy/medium/hard) of a folder of predictions in the "
+        "official layout",
         _add_wider_eval,
         _run_wider_eval,
     ),
     "evaluate": (
-        "predict the val set with a checkpoint and score it (WIDER FACE AP)",
+        "predict the val set with a checkpoint and score it (AP under the WIDER FACE protocol)",
         _add_evaluate,
         _run_evaluate,
     ),
@@ -1090,7 +1103,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
         _run_export_onnx,
     ),
     "thesis": (
-        "compile the companion PDF: title page, every figure and table, numbers, provenance",
+        "compile the companion PDF: findings, every figure beside its table by notebook, numbers, "
+        "provenance",
         _add_thesis,
         _run_thesis,
     ),

@@ -92,8 +92,13 @@ def data_fingerprint(root: str | Path | None) -> str | None:
     return digest.hexdigest()
 
 
+# what the dirty flag ignores: the folders the runs write (exported figures, run outputs)
+OUTPUT_PATHSPECS: tuple[str, ...] = (":(exclude)figures", ":(exclude)runs")
+
+
 def git_state(repo: str | Path = REPO_ROOT) -> tuple[str | None, bool | None]:
-    """(commit, dirty) of the repository; (None, None) without git or outside a work tree."""
+    """(commit, dirty) of the repository; (None, None) without git or outside a work tree.
+    Dirty: a tracked file outside ``OUTPUT_PATHSPECS`` differs from the commit."""
 
     def git(*args: str) -> str | None:
         try:
@@ -107,7 +112,9 @@ def git_state(repo: str | Path = REPO_ROOT) -> tuple[str | None, bool | None]:
     commit = git("rev-parse", "HEAD")
     if commit is None:
         return None, None
-    status = git("status", "--porcelain", "--untracked-files=no")
+    # the outputs themselves (figures/, runs/) are not the code that made them: a notebook that
+    # rewrites its figures must not mark its own run dirty
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", *OUTPUT_PATHSPECS)
     return commit.strip(), None if status is None else bool(status.strip())
 
 

@@ -1,5 +1,6 @@
 """Claims and targets stated in the thesis text. Figures show them beside measured values,
-always labelled as claims or targets; code never uses them as facts."""
+always labelled as claims or targets; code never uses them as facts
+(``ffcore.report.findings`` sets each beside its measurement)."""
 
 from __future__ import annotations
 
@@ -13,4 +14,26 @@ CLAIMS: dict[str, float] = {
     "model_size_mb": 1.4,
     "latency_a100_ms": 3.2,
     "latency_snapdragon888_ms": 10.0,
+}
+# How the thesis prints each claim, and the step of its last printed digit: a measurement within
+# half a step of the claim matches it as printed ("~460K" is to the nearest 10K).
+CLAIM_TEXT: dict[str, str] = {
+    "eca_cbam_params": "~460K",
+    "cbam_params": "488.7K",
+    "model_size_mb": "1.4 MB",
+    "latency_a100_ms": "3.2 ms",
+    "latency_snapdragon888_ms": "10 ms",
+}
+CLAIM_STEP: dict[str, float] = {
+    "eca_cbam_params": 10_000,
+    "cbam_params": 100,
+    "model_size_mb": 0.1,
+    "latency_a100_ms": 0.1,
+    "latency_snapdragon888_ms": 1.0,
+}
+AP_TARGET_STEP = 0.001  # the targets are printed to 0.1 AP points
+# Statements without a number.
+STATEMENTS: dict[str, str] = {
+    "progressive": "progressive activation of attention prevents training instability",
+    "accuracy": "ECA-CBAM is as accurate as CBAM",
 }

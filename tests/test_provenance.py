@@ -160,3 +160,49 @@ def test_the_companion_build_product_needs_no_entry(tmp_path: Path) -> None:
     for name in ("companion.pdf", "companion.tex", "a_table.csv"):
         (tmp_path / name).write_text("x")
     assert exported_files(tmp_path) == ["a_table.csv"]
+
+
+def test_absent_run_outputs_are_unverifiable_not_stale(world, capsys) -> None:
+    """A fresh clone has no runs/ (checkpoints) and no generated data/: the files computed from
+    them are not stale (nothing present differs), and the check says once which inputs it could
+    not compare."""
+    out = world["out"]
+    world["ckpt"].unlink()
+    assert provenance.check(out) == {}
+    assert provenance.unverifiable(out) == {
+        name: [str(world["ckpt"])] for name in ("ap.csv", "ap.tex", "curve.pdf", "curve.png")
+    }
+    import shutil
+
+    shutil.rmtree(world["data"])
+    absent = provenance.unverifiable(out)["curve.png"]
+    assert sorted(absent) == sorted([str(world["data"]), str(world["ckpt"])])
+    assert main(["figures", "--check", "--dir", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "matches its recorded inputs" in lines[0]
+    assert "4 file(s) not checked against 2 recorded input(s) absent here" in lines[1]
+    # what is present is still compared: edited bytes are stale
+    (out / "ap.csv").write_text(",ap\n0,0.9\n")
+    assert set(provenance.check(out)) == {"ap.csv"}
+
+
+def test_the_dirty_flag_ignores_the_outputs(tmp_path: Path) -> None:
+    """A notebook rewriting figures/ (or runs/) does not mark its own run dirty; code does."""
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    for rel in ("figures/a.csv", "runs/b.txt", "ffcore/c.py"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    commit, dirty = fp.git_state(tmp_path)
+    assert commit and dirty is False
+    (tmp_path / "figures/a.csv").write_text("2\n")
+    (tmp_path / "runs/b.txt").write_text("2\n")
+    assert fp.git_state(tmp_path) == (commit, False)
+    (tmp_path / "ffcore/c.py").write_text("2\n")
+    assert fp.git_state(tmp_path) == (commit, True)

@@ -1,11 +1,18 @@
-"""The companion PDF (``make thesis``): a title page (commit, date, profile), every table and
-figure of ``figures/`` with its caption (``ffcore.report.figures.latex_index``), the table of
-numbers (``figures/numbers_table.tex``) and the provenance table (``figures/provenance.json``),
+"""The companion PDF (``make thesis``), a document in the notebooks' order: a title page (the
+run, the commits its figures come from, the build commit), contents and lists of figures and
+tables, the Findings (every claim of the thesis against this folder: ``report.findings``), one
+section per notebook with its method prose, the sentences its numbers make and each figure next
+to the table of its numbers (``report.layout``), the table of numbers and the provenance table,
 compiled twice with pdflatex into ``figures/companion.pdf``.
 
+A file the layout expects that the folder lacks is listed on a "Missing inputs" page, marked by
+a framed note where it would be, and returned in ``CompanionResult.missing`` (``strict``: an
+error after the PDF is written). A figure or table the layout does not declare is shown under
+"Other figures and tables", never dropped.
+
 The document is built in a temporary folder holding a ``figures/`` of links to the real files
-(without the companion itself, so ``all_figures`` never lists the companion); its ``.tex``, aux
-files and log stay there. ``figures/companion.pdf`` is a build product, not committed.
+(without the companion itself); its ``.tex``, aux files and log stay there.
+``figures/companion.pdf`` is a build product, not committed.
 """
 
 from __future__ import annotations
@@ -17,12 +24,34 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ffcore.paths import FIGURES_DIR, REPO_ROOT, repo_path
-from ffcore.report.figures import INDEX, LATEX_DIR, latex_escape, latex_index
+from ffcore import fingerprint as fp
+from ffcore.paths import FIGURES_DIR, repo_path
+from ffcore.report.figures import (
+    FIT_TABLE,
+    INDEX,
+    LATEX_DIR,
+    PREAMBLE,
+    caption_of,
+    latex_escape,
+    latex_index,
+    latex_preamble,
+)  # fmt: skip
+from ffcore.report.findings import build_findings, findings_tex, summary
+from ffcore.report.layout import (
+    NOT_SHOWN,
+    SECTIONS,
+    Item,
+    Section,
+    expected_files,
+    placements,
+    undeclared,
+)  # fmt: skip
+from ffcore.report.numbers import load_numbers
 
 COMPANION = "companion"
 NUMBERS_TABLE = "numbers_table"
@@ -39,6 +68,11 @@ class CompanionResult:
     # which each overfull line (text running past its column or the margin) is too wide
     table_scales: dict[str, float] = dataclasses.field(default_factory=dict)
     overfull_pt: tuple[float, ...] = ()
+    missing: tuple[str, ...] = ()  # expected inputs the folder lacks (framed in the PDF)
+
+
+class MissingInputs(RuntimeError):
+    """The companion was built, but files it expects are missing (``strict``)."""
 
 
 _FFTABLE_WIDTH = re.compile(r"fftable (\w+): natural ([\d.]+)pt room ([\d.]+)pt")
@@ -60,26 +94,79 @@ def overfull_widths(log: str) -> tuple[float, ...]:
     return tuple(float(w) for w in re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\)", log))
 
 
-def _git(*args: str) -> str:
-    try:
-        out = subprocess.run(
-            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
+def _notebook_ranges(names: list[str]) -> str:
+    """``["01_model", "02_phase1", "03_phase2a", "06_evaluation"]`` -> ``01–03, 06``."""
+    nums = sorted({int(n[:2]) for n in names})
+    runs: list[list[int]] = []
+    for n in nums:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return ", ".join(f"{r[0]:02d}" if len(r) == 1 else f"{r[0]:02d}\u2013{r[-1]:02d}" for r in runs)
 
 
-def title_page(profile: str, commit: str, dirty: bool, date: str) -> str:
+def content_commits(provenance: dict[str, Any] | None, shown: Iterable[str]) -> list[str]:
+    """One phrase per commit the ``shown`` files were made at (from their provenance entries):
+    ``"129ec3d (notebooks 01–07; benchmarks/breakdown.py)"``, a + after a commit whose
+    entries recorded uncommitted changes outside the outputs."""
+    files = (provenance or {}).get("files", {})
+    by_commit: dict[str, dict[str, Any]] = {}
+    for name in shown:
+        rec = files.get(name)
+        if not rec or not rec.get("git_commit"):
+            continue
+        commit = str(rec["git_commit"])[:7]
+        group = by_commit.setdefault(commit, {"sources": set(), "dirty": False, "time": ""})
+        group["sources"].add(str(rec.get("notebook")))
+        group["dirty"] |= bool(rec.get("git_dirty"))
+        group["time"] = max(group["time"], str(rec.get("time") or ""))
+    phrases = []
+    for commit, g in sorted(by_commit.items(), key=lambda kv: kv[1]["time"]):
+        notebooks = sorted(s for s in g["sources"] if re.fullmatch(r"\d\d_\w+", s))
+        others = sorted(s for s in g["sources"] if s not in notebooks)
+        parts = ([f"notebook{'s' if len(notebooks) > 1 else ''} {_notebook_ranges(notebooks)}"]
+                 if notebooks else []) + others  # fmt: skip
+        phrases.append(f"{commit}{'+' if g['dirty'] else ''} ({'; '.join(parts)})")
+    return phrases
+
+
+def _commit_phrase(phrase: str) -> str:
+    """``"129ec3d+ (notebooks 01–07)"`` with the commit in typewriter type."""
+    commit, _, rest = phrase.partition(" ")
+    return rf"\texttt{{{latex_escape(commit)}}} {latex_escape(rest)}"
+
+
+def title_page(
+    profile: str, commit: str, dirty: bool, date: str, content: Sequence[str] = ()
+) -> str:
+    """Title, the run, the commits the content comes from (``content_commits``) and the commit
+    the document was built at."""
     state = " (uncommitted changes)" if dirty else ""
+    made = (
+        rf"figures and tables from commit{'s' if len(content) > 1 else ''} "
+        + ", ".join(_commit_phrase(c) for c in content)
+        + r"\par"
+        if content
+        else r"no provenance recorded for the files shown\par"
+    )
+    dirty_note = (
+        r"{\small (+: recorded with uncommitted changes to the code)\par}"
+        if any("+" in c for c in content)
+        else ""
+    )
     return "\n".join(
         [
             r"\begin{titlepage}\centering",
             r"{\Large FeatherFace ECA-CBAM: thesis companion\par}\vspace{1.5em}",
-            rf"Figures, tables, numbers and provenance of the {latex_escape(profile)} run\par",
+            rf"Findings, figures, tables, numbers and provenance of the {latex_escape(profile)} "
+            r"run\par",
             r"\vspace{1em}",
-            rf"commit \texttt{{{latex_escape(commit)}}}{latex_escape(state)}\par",
-            rf"built {latex_escape(date)}\par",
+            made,
+            dirty_note,
+            r"\vspace{0.5em}",
+            rf"built at commit \texttt{{{latex_escape(commit[:12])}}}{latex_escape(state)}, "
+            rf"{latex_escape(date)}\par",
             r"\vfill",
             r"{\small A smoke or study number comes from synthetic data and is never a thesis "
             r"number; each caption names its run.\par}",
@@ -129,8 +216,9 @@ def provenance_table(provenance: dict[str, Any] | None) -> str:
             r">{\raggedright\arraybackslash}p{0.09\linewidth}"
             r">{\raggedright\arraybackslash}p{0.1\linewidth}"
             r">{\raggedright\arraybackslash}p{0.11\linewidth}@{}}",
-            r"\caption{Provenance of every exported file (\texttt{provenance.json}; a + after "
-            r"the commit: uncommitted changes)}\\",
+            r"\caption[Provenance of every exported file]{Provenance of every exported file "
+            r"(\texttt{provenance.json}; a + after the commit: uncommitted changes to the code, "
+            r"the outputs in figures/ and runs/ aside)}\\",
             r"\toprule",
             head,
             r"\midrule\endfirsthead",
@@ -144,8 +232,108 @@ def provenance_table(provenance: dict[str, Any] | None) -> str:
     )
 
 
-def companion_tex(figures_dir: Path, profile: str, commit: str, dirty: bool, date: str) -> str:
-    """The document: title page, all figures and tables, numbers, provenance."""
+def _missing_box(name: str, made_by: str) -> str:
+    """A visible frame where a missing input would be."""
+    return "\n".join(
+        [
+            r"\begin{center}\fcolorbox{red}{white}{\parbox{0.9\linewidth}{\centering",
+            rf"\textbf{{Missing input:}} \texttt{{{latex_escape(f'{LATEX_DIR}/{name}')}}} "
+            rf"(made by {made_by}) is not in this folder, so it is not shown here.}}}}",
+            r"\end{center}",
+        ]
+    )
+
+
+def short_caption(caption: str, limit: int = 90) -> str:
+    """The caption for the lists of figures and tables: up to its first colon, semicolon or
+    parenthesis (the whole caption when that leaves too little to name it), cut at a word
+    before ``limit`` characters."""
+    head = re.split(r"[:;(]", caption, maxsplit=1)[0].strip().rstrip(",")
+    if len(head) < 24:  # "AP", "Phase 1", "The figure": too short to name it in a list
+        head = caption.strip()
+    if len(head) > limit:
+        head = head[:limit].rsplit(" ", 1)[0] + r"\ldots"
+    return "{" + head + "}"  # braces: a ] inside stays in the optional argument
+
+
+def _item_tex(folder: Path, item: Item, made_by: str) -> str:
+    """A figure and the table of its numbers (or one of them), kept together."""
+    parts = []
+    if item.figure:
+        if (folder / f"{item.figure}.pdf").is_file():
+            cap = caption_of(folder, item.figure, "figure")
+            parts += [
+                r"\begin{figure}[!htbp]\centering",
+                rf"\includegraphics{{{LATEX_DIR}/{item.figure}}}",
+                rf"\caption[{short_caption(cap)}]{{{cap}}}\label{{fig:{item.figure}}}",
+                r"\end{figure}",
+            ]
+        elif not item.optional:
+            parts.append(_missing_box(f"{item.figure}.pdf", made_by))
+    if item.table:
+        if (folder / f"{item.table}.tex").is_file():
+            cap = caption_of(folder, item.table, "table")
+            if item.figure and (folder / f"{item.figure}.pdf").is_file():
+                cap += rf" (the numbers of Figure~\ref{{fig:{item.figure}}})"
+            parts += [
+                r"\begin{table}[!htbp]\centering\small",
+                rf"\caption[{short_caption(cap)}]{{{cap}}}\label{{tab:{item.table}}}",
+                rf"\{FIT_TABLE}{{{item.table}}}{{\input{{{LATEX_DIR}/{item.table}}}}}",
+                r"\end{table}",
+            ]
+        elif not item.optional:
+            parts.append(_missing_box(f"{item.table}.tex", made_by))
+    return "\n".join([*parts, r"\FloatBarrier", ""]) if parts else ""
+
+
+def _paragraph(sentences: Sequence[str]) -> str:
+    return latex_escape(" ".join(sentences)) if sentences else ""
+
+
+def section_tex(folder: Path, section: Section, numbers: dict[str, Any]) -> str:
+    """Heading, who made it, method prose, the generated result sentences, then its items."""
+    results = _paragraph(section.results(numbers, folder))
+    return "\n".join(
+        [
+            rf"\section{{{section.title}}}",
+            rf"{{\small\emph{{Made by {section.made_by}.}}}}\par\smallskip",
+            section.method,
+            "",
+            results,
+            "",
+            *(_item_tex(folder, item, section.made_by) for item in section.items),
+        ]
+    )
+
+
+def missing_inputs(folder: Path) -> list[str]:
+    """The files the document expects (``layout.SECTIONS``, the numbers and provenance tables)
+    that ``folder`` lacks."""
+    expected = [name for s in SECTIONS for name in expected_files(s)]
+    expected += [NUMBERS_TABLE + ".tex", PROVENANCE]
+    return [name for name in expected if not (folder / name).is_file()]
+
+
+def findings_section(folder: Path) -> str:
+    found = build_findings(folder)
+    return "\n".join(
+        [
+            r"\section{Findings}",
+            "Each claim of the thesis beside what this folder measured, the run it comes "
+            "from, whether the two can be compared, and a verdict; every row is computed "
+            r"from the files of this folder by \texttt{ffcore.report.findings}, none is typed. "
+            + latex_escape(summary(found)),
+            findings_tex(found),
+        ]
+    )
+
+
+def companion_tex(
+    figures_dir: Path, profile: str, commit: str, dirty: bool, date: str,
+    missing: Sequence[str] = (),
+) -> str:  # fmt: skip
+    """The document: title page, contents and lists, missing inputs, Findings, one section per
+    notebook (``layout.SECTIONS``), other files, numbers, provenance."""
     numbers = (
         rf"\input{{{LATEX_DIR}/{NUMBERS_TABLE}}}"
         if (figures_dir / f"{NUMBERS_TABLE}.tex").is_file()
@@ -154,18 +342,63 @@ def companion_tex(figures_dir: Path, profile: str, commit: str, dirty: bool, dat
     )
     prov_path = figures_dir / PROVENANCE
     provenance = json.loads(prov_path.read_text()) if prov_path.is_file() else None
+    entries = load_numbers(figures_dir / "numbers.json")
+    names = sorted(p.name for p in figures_dir.iterdir() if p.is_file())
+    shown = [n for n, where in placements(names).items() if where and n not in NOT_SHOWN]
+    others = undeclared(names)
+    missing_part = (
+        [
+            r"\section*{Missing inputs}\addcontentsline{toc}{section}{Missing inputs}",
+            "This folder lacks files the document expects; a framed note marks the place of "
+            "each, so this PDF is incomplete:",
+            r"\begin{itemize}",
+            *(rf"\item \texttt{{{latex_escape(name)}}}" for name in missing),
+            r"\end{itemize}",
+        ]
+        if missing
+        else []
+    )
+    other_part = (
+        [
+            r"\section{Other figures and tables}",
+            "Files of this folder that no section of the companion declares "
+            r"(\texttt{ffcore.report.layout}).",
+            *(
+                _item_tex(
+                    figures_dir,
+                    Item(
+                        s if (figures_dir / f"{s}.pdf").is_file() else None,
+                        s if (figures_dir / f"{s}.tex").is_file() else None,
+                    ),
+                    "an undeclared source",
+                )
+                for s in others
+            ),
+        ]  # fmt: skip
+        if others
+        else []
+    )
     return "\n".join(
         [
             r"\documentclass[11pt]{article}",
             r"\usepackage[margin=2cm]{geometry}",
-            r"\usepackage{longtable,array,booktabs,graphicx,float}",
+            r"\usepackage{longtable,array,booktabs,graphicx,float,placeins,xcolor}",
             rf"\input{{{LATEX_DIR}/preamble}}",
+            r"\usepackage[colorlinks,linkcolor=blue!50!black,urlcolor=blue!50!black]{hyperref}",
+            r"\setlength{\emergencystretch}{2em}",  # long names (ECA-CBAM) in narrow lines
             r"\begin{document}",
-            title_page(profile, commit, dirty, date),
-            r"\tableofcontents\clearpage",
-            r"\section{Figures and tables}",
-            rf"\input{{{LATEX_DIR}/{INDEX}}}",
+            title_page(profile, commit, dirty, date, content_commits(provenance, shown)),
+            r"\tableofcontents",
+            r"\listoffigures",
+            r"\listoftables",
+            r"\clearpage",
+            *missing_part,
+            findings_section(figures_dir),
+            *(section_tex(figures_dir, s, entries) for s in SECTIONS),
+            *other_part,
             r"\section{Numbers quoted by the thesis}",
+            "Every number of this table is a macro of \\texttt{figures/numbers.tex}, written "
+            "by the notebook or script named beside it.",
             numbers,
             r"\clearpage",
             r"\section{Provenance}",
@@ -188,9 +421,12 @@ def build_companion(
     profile: str = "smoke",
     out: str | Path | None = None,
     pdflatex: str | None = None,
+    strict: bool = False,
 ) -> CompanionResult:
     """Compile the companion of ``figures_dir`` (default ``figures/``) into ``out`` (default
-    ``<figures_dir>/companion.pdf``) with two pdflatex passes in a temporary folder."""
+    ``<figures_dir>/companion.pdf``) with two pdflatex passes in a temporary folder. Missing
+    inputs are framed in the PDF and listed in the result; ``strict``: raise ``MissingInputs``
+    naming them (after writing the PDF)."""
     src = repo_path(figures_dir) if figures_dir is not None else FIGURES_DIR
     if not src.is_dir():
         raise FileNotFoundError(f"figures_dir {src} is not a folder")
@@ -201,8 +437,8 @@ def build_companion(
             "texlive-latex-extra"
         )
     target = repo_path(out) if out is not None else src / f"{COMPANION}.pdf"
-    commit = _git("rev-parse", "HEAD")
-    dirty = _git("status", "--porcelain", "--untracked-files=no") not in ("", "unknown")
+    head, is_dirty = fp.git_state()
+    commit, dirty = head or "unknown", bool(is_dirty)
     date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     with tempfile.TemporaryDirectory(prefix="companion-") as tmp:
         build = Path(tmp)
@@ -211,9 +447,13 @@ def build_companion(
         for f in src.iterdir():
             if f.is_file() and f.stem != COMPANION and f.name != f"{INDEX}.tex":
                 (figs / f.name).symlink_to(f.resolve())
-        # the folder's list, fresh; the numbers get their own section below
+        # the folder's list, fresh (its own input for the thesis; this document has its order)
         (figs / f"{INDEX}.tex").write_text(latex_index(figs, numbers=False))
-        tex = companion_tex(figs, profile, commit, dirty, date)
+        missing = missing_inputs(figs)
+        if not (figs / f"{PREAMBLE}.tex").is_file():  # \fftable and the packages
+            missing.append(f"{PREAMBLE}.tex")
+            (figs / f"{PREAMBLE}.tex").write_text(latex_preamble())
+        tex = companion_tex(figs, profile, commit, dirty, date, missing)
         (build / f"{COMPANION}.tex").write_text(tex)
         for _ in range(2):  # the second pass resolves the contents and longtable widths
             proc = subprocess.run(
@@ -233,4 +473,11 @@ def build_companion(
         included = tuple(dict.fromkeys(re.findall(rf"<{LATEX_DIR}/([^<>,\s]+)\.pdf", log)))
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(build / f"{COMPANION}.pdf", target)
-    return CompanionResult(target, pages, included, tex, table_scales(log), overfull_widths(log))
+    result = CompanionResult(
+        target, pages, included, tex, table_scales(log), overfull_widths(log), tuple(missing)
+    )
+    if strict and missing:
+        raise MissingInputs(
+            f"the companion {target} lacks {len(missing)} input(s) of {src}: {', '.join(missing)}"
+        )
+    return result

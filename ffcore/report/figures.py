@@ -528,6 +528,23 @@ def _table_source(tex: Path) -> str | None:
     return first[len("% source: ") :] if first.startswith("% source: ") else None
 
 
+def _caption(
+    described: Mapping[tuple[str, str], str], stem: str, kind: str, source: str | None
+) -> str:
+    text = described.get((stem, kind), f"{kind} {stem.replace('_', ' ')}")
+    if source:
+        text += f" (source: {source})"
+    return latex_escape(text[:1].upper() + text[1:])
+
+
+def caption_of(out_dir: str | Path, stem: str, kind: str) -> str:
+    """The LaTeX caption ``all_figures.tex`` gives the ``kind`` ("figure" or "table") ``stem``
+    of ``out_dir``: its description in ``figures/README.md`` and, for a table, its source."""
+    tex = repo_path(out_dir) / f"{stem}.tex"
+    source = _table_source(tex) if kind == "table" and tex.is_file() else None
+    return _caption(_descriptions(), stem, kind, source)
+
+
 def latex_index(out_dir: str | Path | None = None, numbers: bool = True) -> str:
     """The text of ``all_figures.tex`` for the tables (``*.tex``) and figures (``*.pdf``) now in
     ``out_dir``: each in a float with a caption from ``figures/README.md`` and its source, then
@@ -544,10 +561,7 @@ def latex_index(out_dir: str | Path | None = None, numbers: bool = True) -> str:
     ]
 
     def caption(stem: str, kind: str, source: str | None) -> str:
-        text = described.get((stem, kind), f"{kind} {stem.replace('_', ' ')}")
-        if source:
-            text += f" (source: {source})"
-        return latex_escape(text[:1].upper() + text[1:])
+        return _caption(described, stem, kind, source)
 
     floats = 0
 

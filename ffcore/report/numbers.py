@@ -181,8 +181,13 @@ def numbers_table_tex(path: str | Path) -> str:
         r"\begingroup\footnotesize\setlength{\tabcolsep}{4pt}",
         r"\begin{longtable}{@{}l>{\raggedleft\arraybackslash}p{2.6cm}l"
         r">{\raggedright\arraybackslash}p{3.2cm}@{}}",
+        # the caption once (one entry in a list of tables); the column heads on every page
         rf"\caption{{The numbers quoted in the text: each is the macro "
         rf"\texttt{{\textbackslash {PREFIX}}}\textit{{name}} of figures/numbers.tex}}\\",
+        r"\toprule",
+        r"name & value & unit & source \\",
+        r"\midrule",
+        r"\endfirsthead",
         r"\toprule",
         r"name & value & unit & source \\",
         r"\midrule",

@@ -288,16 +288,28 @@ def stale_reasons(name: str, entry: Mapping[str, Any], out: Path) -> list[str]:
     if fp.modules_hash(files) != entry.get("ffcore_hash"):
         reasons.append("the ffcore modules it used changed")
     root = entry.get("data_root")
-    if root is not None and fp.data_fingerprint(repo_path(root)) != entry.get("data_fingerprint"):
+    present = root is not None and repo_path(root).is_dir()  # absent: unverifiable, not stale
+    if present and fp.data_fingerprint(repo_path(root)) != entry.get("data_fingerprint"):
         reasons.append(f"the dataset {root} changed")
     for kind, files_ in (("checkpoint", entry.get("checkpoints")), ("input", entry.get("inputs"))):
         for file, sha in (files_ or {}).items():
             p = repo_path(file)
-            if not p.is_file():
-                reasons.append(f"{kind} {file} missing")
-            elif fp.sha256_file(p) != sha:
+            if p.is_file() and fp.sha256_file(p) != sha:
                 reasons.append(f"{kind} {file} changed")
     return reasons
+
+
+def absent_inputs(entry: Mapping[str, Any]) -> list[str]:
+    """The recorded inputs of ``entry`` not on this machine: the dataset folder, checkpoints
+    and input files (run outputs under runs/ and the generated data/ are not committed, so a
+    fresh clone has none of them). What is absent cannot be compared: unverifiable, not stale."""
+    found = []
+    root = entry.get("data_root")
+    if root is not None and not repo_path(root).is_dir():
+        found.append(str(root))
+    for files_ in (entry.get("checkpoints"), entry.get("inputs")):
+        found += [str(f) for f in (files_ or {}) if not repo_path(f).is_file()]
+    return found
 
 
 def check(out_dir: str | Path | None = None) -> dict[str, list[str]]:
@@ -316,12 +328,38 @@ def check(out_dir: str | Path | None = None) -> dict[str, list[str]]:
     return found
 
 
+def unverifiable(out_dir: str | Path | None = None) -> dict[str, list[str]]:
+    """{file name: its recorded inputs not on this machine} (``absent_inputs``) for the entries
+    of ``out_dir`` written with provenance: files whose inputs a re-run has to produce before
+    they can be checked (``check`` compares only what is present)."""
+    out = repo_path(out_dir) if out_dir is not None else FIGURES_DIR
+    found = {}
+    for name, entry in sorted(load(out)["files"].items()):
+        absent = [] if entry.get("recorded_after_the_fact") else absent_inputs(entry)
+        if absent:
+            found[name] = absent
+    return found
+
+
 def check_lines(stale: Mapping[str, list[str]], out_dir: str | Path | None = None) -> list[str]:
-    out = _shown(repo_path(out_dir) if out_dir is not None else FIGURES_DIR)
+    """What ``check`` found, one line per stale file, then one line for the files whose
+    recorded inputs are absent here (``unverifiable``: a fresh clone has no runs/)."""
+    folder = repo_path(out_dir) if out_dir is not None else FIGURES_DIR
+    out = _shown(folder)
     if not stale:
-        return [f"{out}: every exported file matches its recorded inputs"]
-    lines = [f"{out}: {len(stale)} exported file(s) stale or unrecorded:"]
-    lines += [f"  {name}: {'; '.join(reasons)}" for name, reasons in stale.items()]
+        lines = [f"{out}: every exported file matches its recorded inputs (those present here)"]
+    else:
+        lines = [f"{out}: {len(stale)} exported file(s) stale or unrecorded:"]
+        lines += [f"  {name}: {'; '.join(reasons)}" for name, reasons in stale.items()]
+    absent = unverifiable(folder) if folder.is_dir() else {}
+    if absent:
+        inputs = sorted({p for paths in absent.values() for p in paths})
+        top = sorted({Path(p).parts[0] for p in inputs if Path(p).parts})
+        lines.append(
+            f"{out}: {len(absent)} file(s) not checked against {len(inputs)} recorded input(s) "
+            f"absent here (under {', '.join(f'{t}/' for t in top)}: generated, not committed); "
+            "a run that makes them checks them"
+        )
     return lines
 
 
