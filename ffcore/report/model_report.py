@@ -67,3 +67,30 @@ def phase_switch_frame(model, x: torch.Tensor) -> pd.DataFrame:
     if (frame["parameters"] != n_params).any():
         raise RuntimeError("a switch changed the parameter count")
     return frame
+
+
+def module_summary(model: torch.nn.Module, depth: int = 1) -> pd.DataFrame:
+    """A compact view of the module tree instead of ``print(model)``: one row per module down to
+    ``depth`` levels below the model (name, class, direct children, parameters), and a total."""
+    rows = []
+    for name, module in model.named_modules():
+        level = name.count(".") + 1 if name else 0
+        if not name or level > depth:
+            continue
+        rows.append(
+            {
+                "module": name,
+                "class": type(module).__name__,
+                "children": len(list(module.children())),
+                "parameters": sum(p.numel() for p in module.parameters()),
+            }
+        )
+    rows.append(
+        {
+            "module": "total",
+            "class": type(model).__name__,
+            "children": len(list(model.children())),
+            "parameters": sum(p.numel() for p in model.parameters()),
+        }
+    )
+    return pd.DataFrame(rows).set_index("module")
