@@ -188,5 +188,7 @@ def test_study_verdict_comes_from_the_per_seed_csv(tmp_path) -> None:
     assert f"{100 * d.mean():+.1f} points" in line
     assert stats.ttest_rel(phased, none).pvalue < 0.001 and "significantly lower" in line
     assert "8 seeds" in text
-    missing = narrative.study_verdict_markdown(tmp_path / "nowhere")
+    missing = narrative.study_verdict_markdown(tmp_path / "nowhere", fallback=None)
     assert missing.startswith("No study results") and "notebook 08" in missing
+    committed = narrative.study_verdict_markdown(tmp_path / "nowhere")  # the committed grid
+    assert f"`{PER_SEED_FILE}`" in committed and "ECA-CBAM phased - none on hard" in committed

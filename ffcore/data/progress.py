@@ -35,7 +35,12 @@ class LineProgress:
     def line(self) -> str:
         seconds = time.perf_counter() - self._start
         done = self.n - self._initial
-        rate = f", {done / seconds:.1f} {self.unit}/s" if seconds > 0 and done else ""
+        rate = ""
+        if seconds > 0 and done:
+            per_s = done / seconds
+            rate = (
+                f", {per_s:.1f} {self.unit}/s" if per_s >= 1 else f", {1 / per_s:.1f} s/{self.unit}"
+            )
         extra = ", ".join(f"{k}={v}" for k, v in self.postfix.items())
         return (f"{self.desc}: {self.n}/{self.total} {self.unit} in {seconds:.0f} s{rate}"
                 + (f" ({extra})" if extra else ""))  # fmt: skip

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ffcore.paths import repo_path
+from ffcore.pipeline import COMMITTED_PER_SEED_CSV
 from ffcore.schedule import PHASE_ORDER
 
 SUBSETS = ("easy", "medium", "hard")
@@ -139,15 +140,19 @@ def probe_change_sentence(epochs_csv: str | os.PathLike[str]) -> Prose:
 
 def study_verdict_markdown(
     figures_dir: str | os.PathLike[str], comparisons: tuple[str, ...] = (
-        "ECA-CBAM phased - none", "phased - joint (ECA-CBAM)")
+        "ECA-CBAM phased - none", "phased - joint (ECA-CBAM)"),
+    fallback: str | os.PathLike[str] | None = COMMITTED_PER_SEED_CSV,
 ) -> Prose:  # fmt: skip
     """What the ablation study found for the phased-training hypothesis, from its per-seed CSV in
-    ``figures_dir`` (or that CSV itself; paired differences over seeds, Holm over the declared
-    family: ``report.study``); a missing CSV says so and points at notebook 08."""
+    ``figures_dir`` (or that CSV itself), else from ``fallback`` (the committed one): paired
+    differences over seeds, Holm over the declared family (``report.study``). No CSV at all
+    says so and points at notebook 08."""
     from ffcore.report import study
 
     path = repo_path(figures_dir)
-    path = path / study.PER_SEED_FILE if path.is_dir() else path
+    path = path / study.PER_SEED_FILE if path.is_dir() or not path.suffix else path
+    if not path.is_file() and fallback is not None and repo_path(fallback).is_file():
+        path = repo_path(fallback)
     if not path.is_file():
         return Prose(f"No study results at `{path}`: notebook 08 (`make study`) reports the study.")
     diffs = study.paired_differences(study.read_per_seed(path))
