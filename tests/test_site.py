@@ -46,8 +46,9 @@ def test_index_links_every_executed_notebook_and_pages_embed_figures(run_dir, tm
     site = build_site(run_dir, tmp_path / "site")
     index = site.index.read_text()
     links = re.findall(r'<a href="([^"]+)">', index)
+    assert '<a href="02_phase1.html">02 — title of 02_phase1</a>' in index
     assert links == [f"{n}.html" for n in NOTEBOOK_NAMES[:-1]]
-    assert "<code>08_ablation_study</code>: not executed in this run" in index
+    assert "<code>08_ablation_study.ipynb</code>: not executed in this run" in index
     assert site.missing == ["08_ablation_study"]
     assert "title of 02_phase1" in index
     for name in NOTEBOOK_NAMES[:-1]:

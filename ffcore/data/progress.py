@@ -50,7 +50,8 @@ class LineProgress:
             return
         self._closed = True
         if not self.disable:
-            print(self.line(), file=self.file if self.file is not None else sys.stderr, flush=True)
+            # a summary is output, not a warning: stdout by default (a notebook shows stderr red)
+            print(self.line(), file=self.file if self.file is not None else sys.stdout, flush=True)
 
     def __enter__(self) -> LineProgress:
         return self
@@ -68,7 +69,8 @@ def _is_terminal(stream: TextIO) -> bool:
 
 def progress_bar(total: int, *, desc: str, unit: str = "it", initial: int = 0,
                  disable: bool = False, file: TextIO | None = None) -> tqdm | LineProgress:  # fmt: skip
-    """A tqdm bar on a terminal (``file``, default stderr), else a ``LineProgress``."""
+    """A tqdm bar when ``file`` (default stderr) is a terminal, else a ``LineProgress`` (its line
+    on ``file`` when given, else stdout)."""
     stream = file if file is not None else sys.stderr
     if _is_terminal(stream):
         return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=disable,

@@ -58,10 +58,11 @@ def _index(run_dir: Path, titles: dict[str, str | None]) -> str:
     rows = []
     for name, title in titles.items():
         if title is None:
-            rows.append(f"<li><code>{name}</code>: not executed in this run</li>")
+            rows.append(f"<li><code>{name}.ipynb</code>: not executed in this run</li>")
         else:
             rows.append(
-                f'<li><a href="{name}.html"><code>{name}</code></a>: {html.escape(title)}</li>'
+                f'<li><a href="{name}.html">{html.escape(title)}</a> <small>(<code>{name}'
+                f".ipynb</code>)</small></li>"
             )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
