@@ -192,3 +192,23 @@ def test_study_verdict_comes_from_the_per_seed_csv(tmp_path) -> None:
     assert missing.startswith("No study results") and "notebook 08" in missing
     committed = narrative.study_verdict_markdown(tmp_path / "nowhere")  # the committed grid
     assert f"`{PER_SEED_FILE}`" in committed and "ECA-CBAM phased - none on hard" in committed
+
+
+def test_parameter_claims_follow_the_counts() -> None:
+    from ffcore.report.model_report import parameter_claims_markdown
+
+    params = pd.DataFrame(
+        {"cbam": [10000, 3000, 500, 13500], "eca_cbam": [10000, 100, 100, 10200]},
+        index=["backbone", "backbone_attention", "neck_attention", "total"],
+    )
+    sweep = pd.DataFrame({"cbam": [0, 0], "eca_cbam": [9000, 10200]}, index=[40, 52])
+    text = parameter_claims_markdown(params, sweep, {"cbam_params": 13000, "eca_cbam_params": 9500})
+    # 13,500 is not 13.0K; 3,000 + 500 -> 100 + 100 saves 3,300; 10,200 is not 9.5K
+    assert "**13,500** parameters, which does not match the thesis' 13K" in text
+    assert "(3,000 + 500 → 100 + 100, 3,300 fewer)" in text
+    assert "which does not match the thesis' ~9.5K (that would take 4,000 fewer" in text
+    assert "a neck between 40 and 52 channels (40 give 9K, 52 give 10.2K)" in text
+    text = parameter_claims_markdown(
+        params, sweep, {"cbam_params": 13520, "eca_cbam_params": 10180}
+    )
+    assert text.count("which matches") == 2  # equal at the thesis' 0.1K rounding
