@@ -4,8 +4,8 @@ from here, never from typed Markdown (``tests/test_prose.py`` lints the typed pr
 
 A single run has no spread: its sentences give the direction and the size of a change and say
 that one run has no interval; only the study (many seeds, ``ffcore.report.study``) reports
-intervals and significance. The notebooks display the Markdown these functions return
-(``IPython.display.Markdown``).
+intervals and significance. The functions return ``Prose``, a ``str`` that a notebook cell
+displays as Markdown.
 """
 
 from __future__ import annotations
