@@ -152,6 +152,8 @@ def test_probe_sentence_follows_the_numbers(tmp_path) -> None:
     assert "loss fell: 5.000 before the first step → 2.500 after epoch 2 (-50.0 %)" in (
         narrative.probe_change_sentence(tmp_path / "fall.csv")
     )
+    quiet = narrative.probe_change_sentence(tmp_path / "fall.csv", one_run_note=False)
+    assert quiet.endswith("(-50.0 %).") and "interval" not in quiet
     _epochs_csv(tmp_path / "flat.csv", [2.0, 2.001])
     assert "stayed the same" in narrative.probe_change_sentence(tmp_path / "flat.csv")
 

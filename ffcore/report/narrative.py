@@ -118,9 +118,12 @@ def ap_by_phase_markdown(ap: pd.DataFrame, epochs: Mapping[str, int] | None = No
     return Prose(f"{text}\n\nFrom this run's evaluation; {ONE_RUN}.")
 
 
-def probe_change_sentence(epochs_csv: str | os.PathLike[str]) -> Prose:
+def probe_change_sentence(
+    epochs_csv: str | os.PathLike[str], *, one_run_note: bool = True
+) -> Prose:
     """The probe-set loss (the same clean crops every epoch) before the phase's first step and
-    after its last epoch, from the phase's ``epochs.csv`` (row 0: before the first step)."""
+    after its last epoch, from the phase's ``epochs.csv`` (row 0: before the first step);
+    ``one_run_note``: end with the reminder that one run has no interval."""
     rows = pd.read_csv(epochs_csv, dtype={"phase": str}).sort_values("epoch")
     if "probe_total" not in rows or rows["probe_total"].dropna().empty:
         return Prose(f"{Path(epochs_csv).name} has no probe-set loss: nothing to report.")
@@ -134,7 +137,7 @@ def probe_change_sentence(epochs_csv: str | os.PathLike[str]) -> Prose:
     where = "before the first step" if first == 0 else f"after epoch {first}"
     return Prose(
         f"Over phase {phase} the probe-set loss {verb}: {before:.3f} {where} → {after:.3f} after "
-        f"epoch {last} ({change}); {ONE_RUN}."
+        f"epoch {last} ({change})" + (f"; {ONE_RUN}." if one_run_note else ".")
     )
 
 
