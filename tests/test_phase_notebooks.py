@@ -46,6 +46,13 @@ def test_progress_is_one_line_where_stderr_is_not_a_terminal() -> None:
         off.update(3)
     assert quiet.getvalue() == ""
 
+    import contextlib
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()) as std:
+        LineProgress(2, desc="detect", unit="img").close()  # outside a kernel: stderr
+    assert err.getvalue().startswith("detect: 0/2 img") and std.getvalue() == ""
+
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
             return True

@@ -50,14 +50,22 @@ class LineProgress:
             return
         self._closed = True
         if not self.disable:
-            # a summary is output, not a warning: stdout by default (a notebook shows stderr red)
-            print(self.line(), file=self.file if self.file is not None else sys.stdout, flush=True)
+            print(self.line(), file=self.file if self.file is not None else _line_stream(),
+                  flush=True)  # fmt: skip
 
     def __enter__(self) -> LineProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _line_stream() -> TextIO:
+    """Where a summary line goes: stderr, as tqdm's bars (a command's stdout may be data, e.g.
+    JSON lines), except in a notebook kernel, whose stdout it is (nbconvert shows stderr as an
+    error)."""
+    in_kernel = type(sys.stdout).__module__.startswith("ipykernel")
+    return sys.stdout if in_kernel else sys.stderr
 
 
 def _is_terminal(stream: TextIO) -> bool:
@@ -70,7 +78,7 @@ def _is_terminal(stream: TextIO) -> bool:
 def progress_bar(total: int, *, desc: str, unit: str = "it", initial: int = 0,
                  disable: bool = False, file: TextIO | None = None) -> tqdm | LineProgress:  # fmt: skip
     """A tqdm bar when ``file`` (default stderr) is a terminal, else a ``LineProgress`` (its line
-    on ``file`` when given, else stdout)."""
+    on ``file`` when given, else stderr, or stdout in a notebook kernel)."""
     stream = file if file is not None else sys.stderr
     if _is_terminal(stream):
         return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=disable,
