@@ -9,7 +9,7 @@ DEVICE ?= cpu
 DATA_ROOT ?=
 FORCE  ?=
 
-.PHONY: setup reproduce study thesis test test-fast lint lab clean
+.PHONY: setup reproduce study thesis html test test-fast lint lab clean
 
 setup: $(STAMP)
 
@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml
 reproduce: $(STAMP)
 	$(PY) -m ffcore reproduce --profile $(PROFILE) --out $(OUT) --device $(DEVICE) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(FORCE),--force)
 
-# The ablation grid (5 configurations x 8 seeds, study profile), then notebook 08 reports it.
+# The ablation grid (5 configurations x 8 seeds, study profile), then notebook 08 reports it
+# (`make reproduce` also executes 08, from the committed per-seed CSV, beside 01-07).
 # Cells are resumable: re-running continues a killed study. JOBS cells run at once, one torch
 # thread each (bit-exact on re-run).
 JOBS ?= 2
@@ -31,6 +32,11 @@ SEEDS ?= 8
 study: $(STAMP)
 	$(PY) -m ffcore study --profile study --seeds $(SEEDS) --out runs/study --jobs $(JOBS) --threads 1 --device $(DEVICE)
 	$(PY) -m papermill -k python3 --cwd notebooks notebooks/08_ablation_study.ipynb runs/study/08_ablation_study.ipynb -p run_dir runs/study -p device $(DEVICE)
+
+# The executed notebooks of a run (OUT, default runs/smoke) as a static site: OUT/html/index.html
+# links 01-08, figures embedded; readable without running anything. Run `make reproduce` first.
+html: $(STAMP)
+	$(PY) -m ffcore html --run-dir $(OUT) --out $(OUT)/html
 
 # The companion PDF of figures/ (title page, every figure and table, numbers, provenance):
 # figures/companion.pdf, a build product (not committed). Needs pdflatex (texlive-latex-extra).

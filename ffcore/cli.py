@@ -144,6 +144,25 @@ def _run_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_html(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run-dir", default="runs/smoke", help="run folder with the executed notebooks")
+    p.add_argument("--out", default=None, help="site folder (None: RUN_DIR/html)")
+
+
+def _run_html(args: argparse.Namespace) -> int:
+    from ffcore.report.site import build_site
+
+    try:
+        site = build_site(args.run_dir, args.out)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for name in site.missing:
+        print(f"{name}: no executed copy in {args.run_dir}, listed as not executed")
+    print(f"wrote {site.index} ({len(site.pages)} notebook pages)")
+    return 0
+
+
 # -- data -----------------------------------------------------------------------------------
 def _add_make_synthetic(p: argparse.ArgumentParser) -> None:
     from ffcore.paths import DEFAULT_DATA_ROOT
@@ -1061,9 +1080,14 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
         _run_train,
     ),
     "reproduce": (
-        "run notebooks 01-07 with papermill (smoke or full profile)",
+        "run notebooks 01-08 with papermill (smoke or full profile; 08 from the committed study)",
         _add_reproduce,
         _run_reproduce,
+    ),
+    "html": (
+        "the executed notebooks of a run folder as a static site (index.html, figures embedded)",
+        _add_html,
+        _run_html,
     ),
     "study": (
         "the ablation grid (none / CBAM / ECA-CBAM x phased / joint x seeds), resumable cells",

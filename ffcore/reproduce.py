@@ -1,7 +1,8 @@
 """Run the numbered notebooks in order with papermill: the one command behind the thesis.
 
 Each notebook gets the parameters it declares among (profile, run_dir, data_root, device,
-figures_dir); the executed copies and every metrics file land under ``run_dir``. A notebook runs
+figures_dir), with the fixed ones of ``ffcore.pipeline`` (08 reports the study profile, from the
+committed per-seed CSV when ``run_dir`` holds no study cells); the executed copies and every metrics file land under ``run_dir``. A notebook runs
 again when its parameters, its own content (the source of its cells, not outputs) or the code of
 ``ffcore`` changed since its executed copy was made (hashes in ``reproduce_state.json``), when
 its executed copy is missing, when a notebook before it ran, when a file it exported to
@@ -29,7 +30,7 @@ from typing import Any
 from ffcore.cpu_kernels import PORTABLE, CpuKernels, environment_applied, pinned_environment
 from ffcore.fingerprint import code_hash, notebook_hash
 from ffcore.paths import FIGURES_DIR, NOTEBOOKS_DIR, REPO_ROOT, repo_path
-from ffcore.pipeline import REPRODUCE_NOTEBOOKS
+from ffcore.pipeline import FIXED_PARAMETERS, REPRODUCE_NOTEBOOKS
 from ffcore.profiles import get_profile
 
 NOTEBOOKS = REPRODUCE_NOTEBOOKS  # the order they run in (ffcore.pipeline)
@@ -189,6 +190,7 @@ def reproduce(
         executed = run / f"{name}.ipynb"
         declared = declared_parameters(source)
         params = {k: v for k, v in offered.items() if k in declared}
+        params |= {k: v for k, v in FIXED_PARAMETERS.get(name, {}).items() if k in declared}
         record = {
             "parameters": _recorded(params, run),
             "notebook_hash": notebook_hash(source),

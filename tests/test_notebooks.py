@@ -51,4 +51,6 @@ def test_phase_notebooks_are_thin(name: str) -> None:
         for line in c.source.splitlines()
         if line.strip() and not line.strip().startswith("#")
     ]
-    assert len(code) <= 30, f"{name}: {len(code)} lines of code; the logic belongs in ffcore"
+    # 30 lines of logic and set-up, plus the three that display sentences generated from the
+    # run (ffcore.report.narrative: the probe loss, the study's verdict on phasing)
+    assert len(code) <= 33, f"{name}: {len(code)} lines of code; the logic belongs in ffcore"

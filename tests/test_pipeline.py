@@ -1,4 +1,4 @@
-"""The whole smoke reproduction: notebooks 01 -> 07 in sequence under papermill on the synthetic
+"""The whole smoke reproduction: notebooks 01 -> 08 in sequence under papermill on the synthetic
 dataset (what `make reproduce` runs), then checks on what each notebook left behind."""
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from jsonwalk import json_strings
 
 from ffcore.paths import FIGURES_DIR
 from ffcore.pipeline import PHASE_NOTEBOOKS
+from ffcore.report.narrative import phase_change_sentence
+from ffcore.report.site import build_site
 from ffcore.reproduce import NOTEBOOKS, reproduce
 from ffcore.schedule import PHASES
 from ffcore.training.handover import phase_result as read_phase_result
@@ -57,6 +59,17 @@ def test_smoke_reproduction(tmp_path) -> None:
     assert set(metrics["ap_by_phase"]) == set(PHASES)
     assert metrics["variants"]["eca_cbam"]["total"] == 476_357
 
+    # 06 says in words how each phase moved AP, from its own table; 08 ran on the committed grid
+    said = _markdown_outputs(run / "06_evaluation.ipynb")
+    table = by_phase.set_index("phase")[["easy", "medium", "hard"]]
+    for prev, cur in zip(PHASES, list(PHASES)[1:], strict=False):
+        before, after = table.loc[prev].to_dict(), table.loc[cur].to_dict()
+        assert phase_change_sentence(cur, before, after, before_label=f"phase {prev}") in said
+    assert "ECA-CBAM phased - none on hard" in _markdown_outputs(run / "02_phase1.ipynb")
+    # the run reads as HTML: one page per notebook, linked from the index
+    site = build_site(run)
+    assert sorted(site.pages) == sorted(NOTEBOOKS) and not site.missing
+
     # every notebook shows its figures (inline backend kept in the kernel); 06 and 07 several
     images = {name: _image_outputs(run / f"{name}.ipynb") for name in NOTEBOOKS}
     assert all(n >= 1 for n in images.values()), images
@@ -100,6 +113,19 @@ def test_smoke_reproduction(tmp_path) -> None:
     ), committed
     generated = {"preamble", "all_figures", "numbers", "numbers_table", "provenance"}
     assert made - stems - generated == set(), "produced but not documented in figures/README.md"
+
+
+def _markdown_outputs(path) -> str:
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    return "\n".join(
+        out["data"]["text/markdown"]
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
+        if "text/markdown" in out.get("data", {})
+    )
 
 
 def _image_outputs(path) -> int:

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 from torchvision.ops import nms
-from tqdm import tqdm
 
 from ffcore.data.preprocess import image_to_tensor
+from ffcore.data.progress import progress_bar
 from ffcore.detection.box_coder import decode_boxes, decode_landmarks
 from ffcore.detection.priors import prior_boxes
 from ffcore.models.backbone import MAX_STRIDE
@@ -302,7 +302,7 @@ def detect_files(
     fuse: bool = True,
 ) -> Iterator[tuple[Path, Detections]]:
     """(path, detections) for each image file, in order, up to ``batch_size`` images per forward
-    pass (``detect_batch``); a tqdm bar over the images on stderr when ``progress``.
+    pass (``detect_batch``); a progress bar over the images on stderr when ``progress`` (``ffcore.data.progress``: live on a terminal, one line elsewhere).
 
     Memory guard: a batch is also closed before its canvas (largest padded height x largest
     padded width x images) would pass ``max_batch_pixels`` (8 Mpx: 8 images of 1024 x 1024, a
@@ -326,7 +326,7 @@ def detect_files(
         dets = detect_batch(model, images, params, device=device, canvas=canvas, fuse=False)
         return list(zip([p for p, _ in batch], dets, strict=True))
 
-    with tqdm(total=len(paths), desc="detect", unit="img", disable=not progress) as bar:
+    with progress_bar(len(paths), desc="detect", unit="img", disable=not progress) as bar:
         for path in paths:
             try:
                 image = read_image(path)
@@ -400,7 +400,7 @@ def predict_dataset(
     with (
         eval_mode(model),
         torch.inference_mode(),
-        tqdm(total=len(images), desc="predict", unit="img", disable=not progress) as bar,
+        progress_bar(len(images), desc="predict", unit="img", disable=not progress) as bar,
     ):
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]

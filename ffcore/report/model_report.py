@@ -67,3 +67,70 @@ def phase_switch_frame(model, x: torch.Tensor) -> pd.DataFrame:
     if (frame["parameters"] != n_params).any():
         raise RuntimeError("a switch changed the parameter count")
     return frame
+
+
+def module_summary(model: torch.nn.Module, depth: int = 1) -> pd.DataFrame:
+    """A compact view of the module tree instead of ``print(model)``: one row per module down to
+    ``depth`` levels below the model (name, class, direct children, parameters), and a total."""
+    rows = []
+    for name, module in model.named_modules():
+        level = name.count(".") + 1 if name else 0
+        if not name or level > depth:
+            continue
+        rows.append(
+            {
+                "module": name,
+                "class": type(module).__name__,
+                "children": len(list(module.children())),
+                "parameters": sum(p.numel() for p in module.parameters()),
+            }
+        )
+    rows.append(
+        {
+            "module": "total",
+            "class": type(model).__name__,
+            "children": len(list(model.children())),
+            "parameters": sum(p.numel() for p in model.parameters()),
+        }
+    )
+    return pd.DataFrame(rows).set_index("module")
+
+
+def _k(n: float) -> str:
+    return f"{n / 1e3:g}K" if n % 100 == 0 else f"{n / 1e3:.1f}K"
+
+
+def parameter_claims_markdown(params: pd.DataFrame, sweep: pd.DataFrame, claims: dict) -> str:
+    """The thesis' parameter counts beside the architecture's, in words computed from the
+    counts: ``params`` (``parameter_frame`` of cbam and eca_cbam), ``sweep`` (``width_sweep``)
+    and ``claims`` (``ffcore.thesis.CLAIMS``: ``cbam_params``, ``eca_cbam_params``)."""
+    from ffcore.report.narrative import Prose
+
+    cbam, eca = int(params.loc["total", "cbam"]), int(params.loc["total", "eca_cbam"])
+    saved = cbam - eca
+    attention = [r for r in params.index if r.endswith("attention")]
+    before = " + ".join(f"{int(params.loc[r, 'cbam']):,}" for r in attention)
+    after = " + ".join(f"{int(params.loc[r, 'eca_cbam']):,}" for r in attention)
+    claim_cbam, claim_eca = claims["cbam_params"], claims["eca_cbam_params"]
+
+    def agrees(count: int, claim: float) -> str:  # the thesis rounds to 0.1K
+        return "matches" if round(count / 100) == round(claim / 100) else "does not match"
+
+    wanted = sweep["eca_cbam"]
+    below = wanted[wanted <= claim_eca]
+    above = wanted[wanted >= claim_eca]
+    width = (
+        f"between {below.index.max()} and {above.index.min()} channels "
+        f"({below.index.max()} give {_k(below.max())}, {above.index.min()} give {_k(above.min())})"
+        if len(below) and len(above)
+        else "a width outside the sweep"
+    )
+    return Prose(
+        f"The CBAM baseline has **{cbam:,}** parameters, which {agrees(cbam, claim_cbam)} the "
+        f"thesis' {_k(claim_cbam)}. Replacing CBAM's channel MLPs with ECA changes only the "
+        f"attention weights ({before} → {after}, {saved:,} fewer), so ECA-CBAM has **{eca:,}** "
+        f"parameters, which {agrees(eca, claim_eca)} the thesis' ~{_k(claim_eca)} (that would "
+        f"take {cbam - claim_eca:,.0f} fewer than the baseline). The count depends mainly on "
+        f"the BiFPN/SSH width: in the sweep above, ~{_k(claim_eca)} would need a neck "
+        f"{width}. The code keeps the architecture as specified and reports its count."
+    )

@@ -37,9 +37,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from tqdm import tqdm
 
 from ffcore.config import DEFAULT_VARIANT, TrainConfig, to_dict
+from ffcore.data.progress import progress_bar
 from ffcore.data.widerface import collate
 from ffcore.detection.loss import LOSS_TERMS, MultiBoxLoss
 from ffcore.detection.priors import prior_boxes
@@ -440,9 +440,9 @@ def _set_up(
         epoch_offset=plan.epoch_offset, phase=phase.id,
     )  # fmt: skip
     iters = len(loader)
-    bar = tqdm(
-        total=plan.epochs * iters, initial=plan.start_epoch * iters, desc=f"phase {phase.id}",
-        unit="step", disable=not (config.progress and info.main), dynamic_ncols=True,
+    bar = progress_bar(  # a live bar on a terminal; one line per phase in a notebook or log
+        plan.epochs * iters, initial=plan.start_epoch * iters, desc=f"phase {phase.id}",
+        unit="step", disable=not (config.progress and info.main),
     )  # fmt: skip
     train_config = to_dict(
         dataclasses.replace(config, variant=model.config.variant, epochs=plan.epochs)
