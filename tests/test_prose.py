@@ -18,7 +18,7 @@ from scipy import stats
 from ffcore.paths import FIGURES_DIR, NOTEBOOKS_DIR, REPO_ROOT
 from ffcore.pipeline import NOTEBOOK_NAMES
 from ffcore.report import narrative
-from ffcore.report.study import PER_SEED_COLUMNS, PER_SEED_FILE
+from ffcore.report.study_frame import PER_SEED_COLUMNS, PER_SEED_FILE
 
 # The README's study section is reported by generated sentences of its own (report/study.py).
 README_SECTIONS_LEFT_OUT = ("The ablation study",)
@@ -167,6 +167,8 @@ def _per_seed(path, diffs: dict[str, np.ndarray]) -> None:
             "subset": sub,
             "ap": 0.9 + d[s],
             "profile": "study",
+            "phase": "3",
+            "phase3_variant": "as_specified",
         }  # fmt: skip
         for c, d in diffs.items()
         for s in range(len(d))

@@ -148,21 +148,23 @@ def study_verdict_markdown(
 ) -> Prose:  # fmt: skip
     """What the ablation study found for the phased-training hypothesis, from its per-seed CSV in
     ``figures_dir`` (or that CSV itself), else from ``fallback`` (the committed one): paired
-    differences over seeds, Holm over the declared family (``report.study``). No CSV at all
-    says so and points at notebook 08."""
-    from ffcore.report import study
+    differences over seeds, Holm over the declared family (``report.study_stats``; the 1x
+    schedule when the CSV holds several). No CSV at all says so and points at notebook 08."""
+    from ffcore.report import study_frame, study_stats
 
     path = repo_path(figures_dir)
-    path = path / study.PER_SEED_FILE if path.is_dir() or not path.suffix else path
+    path = path / study_frame.PER_SEED_FILE if path.is_dir() or not path.suffix else path
     if not path.is_file() and fallback is not None and repo_path(fallback).is_file():
         path = repo_path(fallback)
     if not path.is_file():
         return Prose(f"No study results at `{path}`: notebook 08 (`make study`) reports the study.")
-    diffs = study.paired_differences(study.read_per_seed(path))
+    diffs = study_stats.paired_differences(study_frame.read_per_seed(path))
+    if not diffs.empty:
+        diffs = diffs[diffs["profile"] == diffs["profile"].iloc[0]]
     if diffs.empty:
         return Prose(f"`{path}` holds no comparison of the study's family: see notebook 08.")
     rows = diffs[diffs["comparison"].isin(comparisons)]
-    lines = [f"- {s}" for s in rows["sentence"]]
+    lines = [f"- {s}" for s in study_stats.sentences(rows)]
     n = int(diffs["n"].max())
     return Prose(
         f"The ablation study (notebook 08, `{path.name}`, {n} seeds, paired by seed, Holm over "
