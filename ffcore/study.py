@@ -321,6 +321,22 @@ def _run_cell_args(args: tuple[Cell, StudySpec]) -> dict[str, Any]:
     return run_cell(*args)
 
 
+def _one_study_per_folder(run: Any) -> Any:
+    """``run_study`` holds ``<spec.out_dir>/.lock`` while it runs: a second study into the same
+    folder is refused (``FolderLocked`` naming the first), a dead one's lock taken over."""
+    import functools
+
+    from ffcore.training.lock import FolderLock
+
+    @functools.wraps(run)
+    def locked(cells: list[Cell], spec: StudySpec, *args: Any, **kwargs: Any) -> Any:
+        with FolderLock(spec.out_dir, kind="study folder"):
+            return run(cells, spec, *args, **kwargs)
+
+    return locked
+
+
+@_one_study_per_folder
 def run_study(
     cells: list[Cell],
     spec: StudySpec,

@@ -30,6 +30,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
 
+from ffcore.cpu_kernels import check_same_kernels
 from ffcore.paths import FIGURES_DIR, repo_path
 from ffcore.report import figures
 from ffcore.report.numbers import Numbers, name_part
@@ -106,16 +107,22 @@ def sort_per_seed(frame: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def load_results(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
+def load_results(
+    out_dir: str | os.PathLike[str], allow_mixed_kernels: bool = False
+) -> pd.DataFrame:
     """The per-seed frame (``PER_SEED_COLUMNS``) of every ``<out_dir>/*/result.json``: one row
     per (cell, subset), AP as fractions (``ap`` on the whole val set, ``ap_half_a`` / ``_b`` on
     its even / odd images, ``ap_first96`` on its first 96), the cell's landmark NME, seconds and
-    CPU seconds; NaN where an older result lacks a key."""
-    rows = []
+    CPU seconds; NaN where an older result lacks a key. Cells that recorded different CPU kernel
+    levels (``cpu_capability``) are a ``MixedKernels`` error unless ``allow_mixed_kernels``."""
+    rows, kernels = [], {}
     for path in sorted(Path(out_dir).glob(f"*/{RESULT_FILE}")):
-        rows += _cell_rows(json.loads(path.read_text()))
+        cell = json.loads(path.read_text())
+        kernels[str(path)] = cell.get("cpu_capability")
+        rows += _cell_rows(cell)
     if not rows:
         raise FileNotFoundError(f"no study results (*/{RESULT_FILE}) under {out_dir}")
+    check_same_kernels(kernels, allow_mixed_kernels, what=f"the study cells of {out_dir}")
     return sort_per_seed(pd.DataFrame(rows, columns=list(PER_SEED_COLUMNS)))
 
 
@@ -123,8 +130,16 @@ def has_results(out_dir: str | os.PathLike[str]) -> bool:
     return any(Path(out_dir).glob(f"*/{RESULT_FILE}"))
 
 
-def write_per_seed(results: pd.DataFrame, out_dir: str | os.PathLike[str] | None) -> Path:
-    """``<out_dir>/ablation_per_seed.csv`` (default figures/): plain CSV, full precision."""
+def write_per_seed(
+    results: pd.DataFrame, out_dir: str | os.PathLike[str] | None, allow_mixed_kernels: bool = False
+) -> Path:
+    """``<out_dir>/ablation_per_seed.csv`` (default figures/): plain CSV, full precision. Rows
+    of different CPU kernel levels (a ``cpu_capability`` column) are a ``MixedKernels`` error
+    naming the cells unless ``allow_mixed_kernels``."""
+    if "cpu_capability" in results:
+        levels = [None if pd.isna(v) else str(v) for v in results["cpu_capability"]]
+        names = results["configuration"].astype(str) + " seed " + results["seed"].astype(str)
+        check_same_kernels(dict(zip(names, levels, strict=True)), allow_mixed_kernels, "cells")
     out = repo_path(out_dir) if out_dir is not None else FIGURES_DIR
     out.mkdir(parents=True, exist_ok=True)
     path = out / PER_SEED_FILE
