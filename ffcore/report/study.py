@@ -147,6 +147,28 @@ def write_per_seed(
     return path
 
 
+def _naming_the_file(read: Any) -> Any:
+    """An error of pandas or of the decoding while ``read`` reads its CSV (a cut quote, bytes
+    that are not UTF-8, an empty file, a seed that is not an integer) becomes one line naming
+    the file, as the reader's own errors do."""
+    import functools
+
+    @functools.wraps(read)
+    def reading(csv_path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return read(csv_path, *args, **kwargs)
+        except ValueError as exc:
+            text = " ".join(str(exc).split())
+            if str(Path(csv_path)) in text:
+                raise
+            raise ValueError(
+                f"{Path(csv_path)}: not a readable per-seed study table ({text[:200]})"
+            ) from None
+
+    return reading
+
+
+@_naming_the_file
 def read_per_seed(csv_path: str | os.PathLike[str]) -> pd.DataFrame:
     """The per-seed frame back from ``write_per_seed``'s CSV; a file without the columns of
     ``PER_SEED_COLUMNS`` (in that order) is an error naming the file."""
