@@ -238,7 +238,14 @@ def _string(value: object, where: str) -> str:
         return value
     if isinstance(value, np.ndarray) and value.dtype.kind == "U" and value.size <= 1:
         return str(value.ravel()[0]) if value.size else ""
-    raise ValueError(f"{where}: expected a string, got {value!r}")
+    raise ValueError(f"{where}: expected a string, got {_described(value)}")
+
+
+def _described(value: object) -> str:
+    """A value in one short line (an array's repr spans lines)."""
+    if isinstance(value, np.ndarray):
+        return f"an array of dtype {value.dtype} and shape {value.shape}"
+    return " ".join(repr(value).split())[:80]
 
 
 def _field(mat: dict[str, object], key: str, path: Path) -> object:
