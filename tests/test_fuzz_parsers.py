@@ -326,3 +326,27 @@ def test_per_seed_reader(
         assert list(frame.columns) == list(PER_SEED_COLUMNS) and len(frame) >= 1
         assert all(isinstance(s, int | np.integer) for s in frame["seed"])
         assert not any(isinstance(s, float) and math.isnan(s) for s in frame["seed"])
+
+
+@pytest.mark.parametrize(
+    ("name", "pattern", "offset", "value", "said"),
+    [
+        # event_list's char array: its miUTF8 (16) tag becomes an unknown type 250
+        (FACE_FILE, b"\x10\x00\x00\x00\x09\x00\x00\x00", 0, 250, "unknown MAT data type 250"),
+        # a uint8 keep list's array flags gain the complex bit: no imaginary part follows
+        (subset_file("easy"), b"\x06\x00\x00\x00\x08\x00\x00\x00\x09\x00", 9, 8, "2 data elem"),
+    ],
+)
+def test_mat_bytes_that_crashed_scipy_are_refused(
+    tmp_path: Path, mat_files: dict[str, bytes], name, pattern, offset, value, said
+) -> None:
+    """Both single-byte edits made ``scipy.io.loadmat`` die with a segmentation fault (found by
+    the fuzz test above); the layout check refuses them first, naming the file and byte."""
+    for other, data in mat_files.items():
+        (tmp_path / other).write_bytes(data)
+    data = bytearray(mat_files[name])
+    at = data.index(pattern) + offset
+    data[at] = value
+    (tmp_path / name).write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=rf"{tmp_path / name}: .*{said}.*"):
+        read_ground_truth(tmp_path)
