@@ -7,7 +7,8 @@ Deterministic and bounded for CI: ``derandomize=True``, no example database, a f
 examples per parser (a few seconds in all). Crashes found so far, fixed: scipy's compiled .mat
 reader segfaulted on a flipped type byte or complex flag (``wider_mat.check_mat_structure`` now
 walks the file first); a prediction file or per-seed CSV that is not UTF-8, a cut quote, an empty
-CSV or a non-integer seed raised without naming the file."""
+CSV or a non-integer seed raised without naming the file, a 25-digit seed an OverflowError; a
+.mat string field holding an array gave a message of several lines."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.io
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ffcore.data.wider_mat import (
@@ -245,6 +246,14 @@ VALUE = st.recursive(
     ),
     keeps=st.lists(VALUE, min_size=3, max_size=3),
 )
+@example(  # an event name that is a cell: its repr spanned lines in the message
+    face={
+        "event_list": _cell([_cell([np.array([""]), np.array([""])])]),
+        "file_list": _cell([np.array([""])]),
+        "face_bbx_list": _cell([np.array([""])]),
+    },
+    keeps=[np.array([""])] * 3,
+)
 def test_mat_reader_on_odd_contents(tmp_path: Path, face: dict, keeps: list) -> None:
     """Valid .mat files holding the wrong things: other types, shapes, NaN, out-of-range."""
     scipy.io.savemat(str(tmp_path / FACE_FILE), face or {"y": np.zeros(1)})
@@ -300,6 +309,10 @@ CSV_VALUE = st.one_of(
 
 
 @FUZZ
+@example(edits=[(1, 1, "9" * 25)], raw=None, cut=None)  # overflowed int64 (OverflowError)
+@example(edits=[(1, 1, "medium")], raw=None, cut=None)  # a seed that is not an integer
+@example(edits=[], raw=b"\x80", cut=None)  # not UTF-8
+@example(edits=[(1, 0, '"')], raw=None, cut=None)  # a quote never closed
 @given(
     edits=st.lists(st.tuples(st.integers(0, 20), st.integers(0, 30), CSV_VALUE), max_size=5),
     raw=st.one_of(st.none(), st.binary(max_size=80)),

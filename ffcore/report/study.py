@@ -149,17 +149,17 @@ def write_per_seed(
 
 def _naming_the_file(read: Any) -> Any:
     """An error of pandas or of the decoding while ``read`` reads its CSV (a cut quote, bytes
-    that are not UTF-8, an empty file, a seed that is not an integer) becomes one line naming
-    the file, as the reader's own errors do."""
+    that are not UTF-8, an empty file, a seed that is not an integer or overflows) becomes one
+    ``ValueError`` line naming the file, as the reader's own errors do."""
     import functools
 
     @functools.wraps(read)
     def reading(csv_path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Any:
         try:
             return read(csv_path, *args, **kwargs)
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:  # a seed of 25 digits overflows int64
             text = " ".join(str(exc).split())
-            if str(Path(csv_path)) in text:
+            if isinstance(exc, ValueError) and str(Path(csv_path)) in text:
                 raise
             raise ValueError(
                 f"{Path(csv_path)}: not a readable per-seed study table ({text[:200]})"
