@@ -111,6 +111,36 @@ def _cpu_kernels(args: argparse.Namespace):
     return CpuKernels(args.cpu_kernels, getattr(args, "cpu_threads", None))
 
 
+def _check_kernel_environment() -> None:
+    """An invalid ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA / MKL_CBWR ... in the environment is
+    an error before any work (the libraries would ignore it and run their native kernels)."""
+    import os
+
+    from ffcore.cpu_kernels import check_environment
+
+    check_environment(os.environ)
+
+
+def _add_allow_mixed(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-mixed-kernels",
+        action="store_true",
+        help="accept results computed at different CPU kernel levels side by side (otherwise "
+        "an error naming them)",
+    )
+
+
+@contextlib.contextmanager
+def _mixed_kernels_named() -> Iterator[None]:
+    """A ``MixedKernels`` error gets the flag that accepts it."""
+    from ffcore.cpu_kernels import MixedKernels
+
+    try:
+        yield
+    except MixedKernels as exc:
+        raise MixedKernels(f"{exc} (--allow-mixed-kernels accepts them)") from None
+
+
 def _add_reproduce(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", choices=tuple(PROFILES), default="smoke", help="run profile")
     p.add_argument(
@@ -125,16 +155,20 @@ def _add_reproduce(p: argparse.ArgumentParser) -> None:
         help="re-run every notebook, even those up to date (same parameters, notebook, code)",
     )
     _add_cpu_kernels(p, threads=True)
+    _add_allow_mixed(p)
 
 
 def _run_reproduce(args: argparse.Namespace) -> int:
     from ffcore.reproduce import NotebookFailed, reproduce
 
+    _check_kernel_environment()
     try:
-        result = reproduce(
-            args.profile, args.out, args.data_root, args.device, args.force, args.figures_dir,
-            cpu_kernels=_cpu_kernels(args),
-        )  # fmt: skip
+        with _mixed_kernels_named():
+            result = reproduce(
+                args.profile, args.out, args.data_root, args.device, args.force,
+                args.figures_dir, cpu_kernels=_cpu_kernels(args),
+                allow_mixed_kernels=args.allow_mixed_kernels,
+            )  # fmt: skip
     except NotebookFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -850,6 +884,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from ffcore.training.engine import NonFiniteLossError
 
     _check_train_args(args)
+    _check_kernel_environment()
     main_rank = dist_from_env().main
     report = _report_phase if main_rank else None  # only rank 0 reports
     note = (lambda message: print(message, flush=True)) if main_rank else None
@@ -936,6 +971,7 @@ def _add_study(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--threads", type=int, default=None, help="torch threads per cell")
     _add_cpu_kernels(p, threads=False)  # threads: --threads
+    _add_allow_mixed(p)
     plan = p.add_argument_group("plan (--plan: size the grid from a pilot, train nothing)")
     plan.add_argument(
         "--plan",
@@ -967,7 +1003,7 @@ def _plan_study(args: argparse.Namespace) -> int:
     if args.per_seed is not None:
         pilot = read_per_seed(repo_path(args.per_seed))
     elif has_results(repo_path(args.out)):
-        pilot = load_results(repo_path(args.out))
+        pilot = load_results(repo_path(args.out), allow_mixed_kernels=args.allow_mixed_kernels)
     else:
         raise FileNotFoundError(f"--plan needs a pilot: no results under {args.out}; "
                                 "run a few seeds first or pass --per-seed CSV")  # fmt: skip
@@ -995,8 +1031,10 @@ def _check_phase3_args(args: argparse.Namespace) -> None:
 def _run_study(args: argparse.Namespace) -> int:
     from ffcore.paths import repo_path
 
+    _check_kernel_environment()
     if args.plan:
-        return _plan_study(args)
+        with _mixed_kernels_named():
+            return _plan_study(args)
     from ffcore.report.study_frame import load_results, write_per_seed
     from ffcore.report.study_stats import paired_differences, sentences, summarize
     from ffcore.study import SlurmOptions, StudySpec, make_cells, run_study
@@ -1025,13 +1063,15 @@ def _run_study(args: argparse.Namespace) -> int:
     cells = make_cells(tuple(args.configurations), args.seeds)
     kernels = _cpu_kernels(args)
     run_study(cells, spec, args.launcher, args.jobs or 1, slurm, cpu_kernels=kernels)
-    results = load_results(out)
+    with _mixed_kernels_named():
+        results = load_results(out, allow_mixed_kernels=args.allow_mixed_kernels)
     summarize(results).to_csv(out / "summary.csv", index=False)
     diffs = paired_differences(results)
     diffs.to_csv(out / "comparisons.csv", index=False)
     for line in sentences(diffs):
         print(line)
-    per_seed = write_per_seed(results, out)
+    with _mixed_kernels_named():
+        per_seed = write_per_seed(results, out, allow_mixed_kernels=args.allow_mixed_kernels)
     print(f"wrote {per_seed}, {out / 'summary.csv'} and {out / 'comparisons.csv'}")
     return 0
 

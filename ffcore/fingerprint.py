@@ -136,14 +136,24 @@ def versions() -> dict[str, str | None]:
     }
 
 
-CPU_KERNEL_VARIABLES = ("ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "MKL_CBWR")
+CPU_KERNEL_VARIABLES = (
+    "ATEN_CPU_CAPABILITY",
+    "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",
+    "MKL_CBWR",
+    "MKL_ENABLE_INSTRUCTIONS",
+)
 
 
 def cpu_kernels() -> tuple[dict[str, Any], int]:
-    """The CPU kernel level (the environment variables that pin it and the capability torch
-    uses) and torch's intra-op thread count."""
+    """The CPU kernel level (the environment variables that pin it, the capability torch uses
+    and oneDNN's ISA, both read in this process) and torch's intra-op thread count."""
     import torch
 
+    from ffcore.cpu_kernels import kernel_record
+
     kernels: dict[str, Any] = {k: os.environ.get(k) for k in CPU_KERNEL_VARIABLES}
-    kernels["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    record = kernel_record()
+    kernels["torch_cpu_capability"] = record["cpu_capability"]
+    kernels["onednn_isa"] = record["onednn_isa"]
     return kernels, torch.get_num_threads()

@@ -27,11 +27,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ffcore.cpu_kernels import PORTABLE, CpuKernels, environment_applied, pinned_environment
+from ffcore.cpu_kernels import (
+    PORTABLE,
+    CpuKernels,
+    check_same_kernels,
+    environment_applied,
+    pinned_environment,
+)
 from ffcore.fingerprint import code_hash, notebook_hash
 from ffcore.paths import FIGURES_DIR, NOTEBOOKS_DIR, REPO_ROOT, repo_path
 from ffcore.pipeline import FIXED_PARAMETERS, REPRODUCE_NOTEBOOKS
 from ffcore.profiles import get_profile
+from ffcore.training.lock import FolderLock
 
 NOTEBOOKS = REPRODUCE_NOTEBOOKS  # the order they run in (ffcore.pipeline)
 STATE_FILE = "reproduce_state.json"
@@ -152,15 +159,21 @@ def reproduce(
     notebooks_dir: str | Path = NOTEBOOKS_DIR,
     progress: bool = True,
     cpu_kernels: CpuKernels = PORTABLE,
+    allow_mixed_kernels: bool = False,
 ) -> ReproduceResult:
     """Execute ``notebooks`` in order (see the module docstring for when one is skipped).
     ``extra_parameters`` (e.g. tiny epochs for tests) are offered to every notebook; each gets
     only the parameters its ``parameters`` cell declares. ``progress``: papermill's progress bar
     (one step per cell) and the notebook's own stderr (training bars) on stderr.
     ``cpu_kernels``: the kernel level of the notebook kernels (``ffcore.cpu_kernels``; they
-    inherit this process's environment when papermill starts them)."""
+    inherit this process's environment when papermill starts them; an invalid pin variable in
+    the environment is an error before anything runs). The phase notebooks' results under
+    ``run_dir`` must share one kernel level (``cpu_capability``) unless ``allow_mixed_kernels``
+    (checked before the first notebook and after each). One run per ``run_dir`` at a time: a
+    second is refused (``FolderLocked``, naming the first)."""
     import papermill as pm
 
+    env = pinned_environment(os.environ, cpu_kernels)  # refuses an invalid pin variable
     prof = get_profile(profile)
     if prof.name == "full" and data_root is None:
         raise ValueError("the full profile needs data_root pointing at a WIDER FACE copy")
@@ -170,6 +183,36 @@ def reproduce(
         raise FileNotFoundError(f"notebook(s) not found in {nb_dir}: {', '.join(missing)}")
     run = repo_path(run_dir if run_dir is not None else f"runs/{profile}")
     run.mkdir(parents=True, exist_ok=True)
+    with FolderLock(run, kind="run folder"):
+        return _reproduce(
+            pm, prof.name, run, data_root, device, force, figures_dir, notebooks,
+            extra_parameters, nb_dir, progress, env, allow_mixed_kernels,
+        )  # fmt: skip
+
+
+def phase_kernels(run: Path) -> dict[str, str | None]:
+    """``{result.json path: cpu_capability}`` of the phase notebooks' results under ``run``."""
+    from ffcore.schedule import PHASE_ORDER
+    from ffcore.training.handover import result_path
+
+    found = {}
+    for pid in PHASE_ORDER:
+        path = result_path(run, pid)
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                data = {}
+            found[str(path)] = data.get("cpu_capability") if isinstance(data, dict) else None
+    return found
+
+
+def _reproduce(
+    pm: Any, profile: str, run: Path, data_root: str | Path | None, device: str, force: bool,
+    figures_dir: str | Path, notebooks: tuple[str, ...], extra_parameters: dict[str, Any] | None,
+    nb_dir: Path, progress: bool, env: dict[str, str], allow_mixed: bool,
+) -> ReproduceResult:  # fmt: skip
+    check_same_kernels(phase_kernels(run), allow_mixed, what=f"the phase results of {run}")
     figs = repo_path(figures_dir)
     if data_root is None:
         from ffcore.data.synthetic import ensure_dataset
@@ -213,7 +256,7 @@ def reproduce(
         _save_state(run, state)
         t0 = time.perf_counter()
         try:
-            with environment_applied(pinned_environment(os.environ, cpu_kernels)):
+            with environment_applied(env):
                 pm.execute_notebook(
                     str(source), str(executed), parameters=params, kernel_name="python3",
                     cwd=str(nb_dir), progress_bar=progress,
@@ -233,4 +276,5 @@ def reproduce(
         result.seconds[name] = seconds
         upstream = name
         print(f"[reproduce] {name}: done in {seconds:.0f} s", flush=True)
+        check_same_kernels(phase_kernels(run), allow_mixed, what=f"the phase results of {run}")
     return result

@@ -268,7 +268,8 @@ def _from_old_record(r: dict[str, Any]) -> CellResult:
         init_seed=int(r.get("init_seed", r["seed"])), profile=r["profile"],
         data_root=r.get("data_root", ""),
         backbone_init=r.get("backbone_init"), phase_epochs=dict(r.get("phase_epochs") or {}),
-        torch_threads=r.get("torch_threads"), cpu_capability=None, phases=(final,),
+        torch_threads=r.get("torch_threads"), cpu_capability=r.get("cpu_capability"),
+        phases=(final,),
         phase_seconds=dict(r.get("phase_seconds") or {}),
     )  # fmt: skip
 
@@ -448,6 +449,22 @@ def _run_cell_args(args: tuple[Cell, StudySpec]) -> CellResult:
     return run_cell(*args)
 
 
+def _one_study_per_folder(run: Any) -> Any:
+    """``run_study`` holds ``<spec.out_dir>/.lock`` while it runs: a second study into the same
+    folder is refused (``FolderLocked`` naming the first), a dead one's lock taken over."""
+    import functools
+
+    from ffcore.training.lock import FolderLock
+
+    @functools.wraps(run)
+    def locked(cells: list[Cell], spec: StudySpec, *args: Any, **kwargs: Any) -> Any:
+        with FolderLock(spec.out_dir, kind="study folder"):
+            return run(cells, spec, *args, **kwargs)
+
+    return locked
+
+
+@_one_study_per_folder
 def run_study(
     cells: list[Cell],
     spec: StudySpec,

@@ -18,8 +18,12 @@ does not).
 
 from __future__ import annotations
 
+import math
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import scipy.io
@@ -64,9 +68,160 @@ def _load(path: Path) -> dict[str, object]:
             + ", ".join(subset_file(s) for s in SUBSETS)
         )
     try:
+        check_mat_structure(path.read_bytes(), path)
         return scipy.io.loadmat(str(path))
+    except MatFormatError:
+        raise
     except Exception as exc:  # scipy raises several types for a corrupt file
-        raise ValueError(f"{path}: not a readable MATLAB .mat file ({exc})") from exc
+        first = " ".join(str(exc).split())[:200]
+        raise MatFormatError(f"{path}: not a readable MATLAB .mat file ({first})") from None
+
+
+class MatFormatError(ValueError):
+    """A ``.mat`` file that cannot be read; the message names the file (and the byte)."""
+
+
+# MAT v5 data types (MATLAB's "MAT-File Format", table 1-1) and their item sizes: miINT8 ..
+# miUTF32 without the unused codes 8, 10, 11; miMATRIX and miCOMPRESSED hold other elements
+_MI_SIZES = {1: 1, 2: 1, 3: 2, 4: 2, 5: 4, 6: 4, 7: 4, 9: 8, 12: 8, 13: 8, 16: 1, 17: 2, 18: 4}
+_MI_MATRIX, _MI_COMPRESSED = 14, 15
+_MX_CELL, _MX_STRUCT, _MX_OBJECT, _MX_CHAR, _MX_SPARSE = 1, 2, 3, 4, 5
+_MX_NUMERIC = frozenset(range(6, 16))  # double .. uint64
+_COMPLEX = 0x08  # array-flags bit
+
+
+class _Element(NamedTuple):
+    kind: int
+    start: int  # of the data, after the tag
+    size: int
+    at: int  # of the tag (for messages)
+
+
+def check_mat_structure(data: bytes, path: Path | str) -> None:
+    """Check the layout of a MAT v5 file before scipy reads it: every tagged element has a
+    known data type and fits in what holds it, and every matrix (into cells, structs and
+    compressed elements) has the sub-elements its class and flags announce, with as many
+    values as its dimensions; otherwise a ``MatFormatError`` naming the file and the byte.
+
+    scipy's compiled reader trusts these fields: one flipped byte (a char array's ``miUTF8``
+    tag, the complex bit of an array's flags) makes ``loadmat`` kill the interpreter with a
+    segmentation fault instead of raising. Files that are not MAT v5 (v4, v7.3/HDF5) are left
+    to scipy."""
+    # the version as scipy reads it (scipy.io.matlab._miobase._get_matfile_version): a zero in
+    # the first four bytes is v4; else the major version byte follows the endian indicator
+    if len(data) < 128 or 0 in data[:4]:
+        return
+    if data[125 if data[126] == ord("I") else 124] != 1:
+        return
+    order = "<" if data[126:128] == b"IM" else ">"  # MatFile5Reader.guess_byte_order
+    for el in _elements(data, 128, len(data), order, path):
+        if el.kind == _MI_COMPRESSED:
+            try:
+                inner = zlib.decompressobj().decompress(
+                    data[el.start : el.start + el.size], 1 << 28
+                )
+            except zlib.error as exc:
+                raise MatFormatError(
+                    f"{path}: corrupt compressed element at byte {el.at} ({exc})"
+                ) from None
+            for sub in _elements(inner, 0, len(inner), order, path):
+                _check_variable(inner, sub, order, path, 0)
+        else:
+            _check_variable(data, el, order, path, 0)
+
+
+def _elements(buf: bytes, start: int, stop: int, order: str, path: Path | str) -> list[_Element]:
+    """The tagged elements between ``start`` and ``stop`` (small ones included)."""
+    out, pos = [], start
+    while pos < stop:
+        if stop - pos < 8:
+            raise MatFormatError(f"{path}: truncated element tag at byte {pos}")
+        first, size = struct.unpack_from(order + "II", buf, pos)
+        if first >> 16:  # small data element: type and size in the first word, data in 4 bytes
+            kind, size = first & 0xFFFF, first >> 16
+            if kind not in _MI_SIZES or size > 4:
+                raise MatFormatError(
+                    f"{path}: invalid small data element (type {kind}, {size} bytes) at byte {pos}"
+                )
+            out.append(_Element(kind, pos + 4, size, pos))
+            pos += 8
+            continue
+        kind = first
+        if kind not in _MI_SIZES and kind not in (_MI_MATRIX, _MI_COMPRESSED):
+            raise MatFormatError(f"{path}: unknown MAT data type {kind} at byte {pos}")
+        if pos + 8 + size > stop:
+            raise MatFormatError(
+                f"{path}: element at byte {pos} claims {size} bytes, only {stop - pos - 8} follow"
+            )
+        out.append(_Element(kind, pos + 8, size, pos))
+        pos += 8 + size + (0 if kind == _MI_COMPRESSED else (-size) % 8)
+    return out
+
+
+def _check_variable(buf: bytes, el: _Element, order: str, path: Path | str, depth: int) -> None:
+    """One matrix element: flags, dimensions, name, then what its class holds."""
+    bad = f"{path}: malformed matrix at byte {el.at}"
+    if el.kind != _MI_MATRIX:
+        raise MatFormatError(f"{bad}: expected a matrix element, found data type {el.kind}")
+    if depth > 32:
+        raise MatFormatError(f"{bad}: nested too deep")
+    if el.size == 0:
+        return  # an empty matrix
+    subs = _elements(buf, el.start, el.start + el.size, order, path)
+    if len(subs) < 3 or subs[0].kind != 6 or subs[0].size != 8 or subs[1].kind != 5:
+        raise MatFormatError(f"{bad}: no array flags, dimensions and name")
+    (flags,) = struct.unpack_from(order + "I", buf, subs[0].start)
+    mx, is_complex = flags & 0xFF, bool(flags & (_COMPLEX << 8))
+    if subs[1].size < 8 or subs[1].size % 4:
+        raise MatFormatError(f"{bad}: dimensions of {subs[1].size} bytes")
+    dims = struct.unpack_from(f"{order}{subs[1].size // 4}i", buf, subs[1].start)
+    if min(dims) < 0:
+        raise MatFormatError(f"{bad}: negative dimension in {dims}")
+    count = math.prod(dims)
+    rest = subs[3:]
+    if mx == _MX_CELL:
+        expected = count
+    elif mx in (_MX_STRUCT, _MX_OBJECT):
+        head = 3 if mx == _MX_OBJECT else 2  # class name, field-name length, field names
+        if len(rest) < head or rest[head - 2].size == 0:
+            raise MatFormatError(f"{bad}: struct without field names")
+        (width,) = struct.unpack_from(order + "i", buf, rest[head - 2].start)
+        fields = rest[head - 1].size // width if width > 0 else -1
+        if fields < 0:
+            raise MatFormatError(f"{bad}: field-name length {width}")
+        expected = head + fields * count  # the sub-matrices follow the names
+    elif mx == _MX_CHAR:
+        expected = 1
+    elif mx == _MX_SPARSE:
+        expected = 3 + is_complex
+    elif mx in _MX_NUMERIC:
+        expected = 1 + is_complex
+        for part in rest[:expected]:
+            if (
+                part.kind not in _MI_SIZES
+                or part.size % _MI_SIZES[part.kind]
+                or (part.size // _MI_SIZES[part.kind] != count)
+            ):
+                raise MatFormatError(f"{bad}: {count} values announced, data element differs")
+    else:
+        raise MatFormatError(f"{bad}: unknown array class {mx}")
+    if mx in (_MX_CHAR, _MX_SPARSE) and any(part.kind not in _MI_SIZES for part in rest):
+        raise MatFormatError(
+            f"{bad}: a {'char' if mx == _MX_CHAR else 'sparse'} array holds a matrix"
+        )
+    if mx == _MX_CHAR and rest and rest[0].kind != 16:  # miUTF8 is variable-width
+        width = _MI_SIZES[rest[0].kind]
+        if rest[0].size % width or rest[0].size // width != count:
+            raise MatFormatError(f"{bad}: {count} characters announced, data element differs")
+    if len(rest) != expected:
+        raise MatFormatError(
+            f"{bad}: class {mx} with dimensions {dims} needs {expected} data elements, "
+            f"found {len(rest)}"
+        )
+    if mx in (_MX_CELL, _MX_STRUCT, _MX_OBJECT):
+        skip = 0 if mx == _MX_CELL else (3 if mx == _MX_OBJECT else 2)
+        for sub in rest[skip:]:
+            _check_variable(buf, sub, order, path, depth + 1)
 
 
 def _cells(value: object, where: str) -> list[object]:
@@ -83,7 +238,14 @@ def _string(value: object, where: str) -> str:
         return value
     if isinstance(value, np.ndarray) and value.dtype.kind == "U" and value.size <= 1:
         return str(value.ravel()[0]) if value.size else ""
-    raise ValueError(f"{where}: expected a string, got {value!r}")
+    raise ValueError(f"{where}: expected a string, got {_described(value)}")
+
+
+def _described(value: object) -> str:
+    """A value in one short line (an array's repr spans lines)."""
+    if isinstance(value, np.ndarray):
+        return f"an array of dtype {value.dtype} and shape {value.shape}"
+    return " ".join(repr(value).split())[:80]
 
 
 def _field(mat: dict[str, object], key: str, path: Path) -> object:

@@ -131,7 +131,12 @@ def read_prediction_file(path: str | Path) -> np.ndarray:
     (trailing blank lines allowed). Raises ValueError naming the file and line.
     """
     path = Path(path)
-    lines = path.read_text().splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path}: not a prediction file: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
     while lines and not lines[-1].strip():
         lines.pop()
     if len(lines) < 2:

@@ -77,6 +77,23 @@ def source_code_hash(notebook: str) -> str | None:
     return fp.notebook_hash(path) if path.is_file() else None
 
 
+def checkpoint_kernels(paths: Iterable[str | Path]) -> dict[str, dict[str, Any] | None]:
+    """{recorded path: the kernel levels its training process reported} (the checkpoint's
+    ``cpu_kernels``: ``cpu_capability``, ``onednn_isa``); None for a missing or unreadable file
+    or one written before checkpoints recorded them."""
+    from ffcore.models.checkpoint import CheckpointError, load_checkpoint
+
+    out: dict[str, dict[str, Any] | None] = {}
+    for path in paths:
+        p = repo_path(path)
+        try:
+            recorded = load_checkpoint(p).get("cpu_kernels") if p.is_file() else None
+        except CheckpointError:
+            recorded = None
+        out[_shown(p)] = dict(recorded) if recorded else None
+    return out
+
+
 @dataclass(frozen=True)
 class RunInfo:
     """What one notebook or script run computes from; built once per run (``create``)."""
@@ -104,6 +121,7 @@ class RunInfo:
         """Fingerprint the inputs now (dataset, checkpoints, input files, notebook, git,
         versions, CPU kernels); ``parameters`` must be JSON-serialisable."""
         json.dumps(dict(parameters))  # fail here, naming nothing written yet
+        checkpoints = list(checkpoints)  # read twice below
         commit, dirty = fp.git_state()
         kernels, threads = fp.cpu_kernels()
         root = None if data_root is None else _shown(data_root)
@@ -122,6 +140,7 @@ class RunInfo:
                 "versions": fp.versions(),
                 "cpu_kernels": kernels,
                 "threads": threads,
+                "checkpoint_cpu_kernels": checkpoint_kernels(checkpoints),
             },
         )
 
@@ -247,6 +266,7 @@ def record_existing(
         "versions": {},
         "cpu_kernels": {},
         "threads": None,
+        "checkpoint_cpu_kernels": {},
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "recorded_after_the_fact": note,
     }

@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from ffcore.cpu_kernels import check_same_kernels
 from ffcore.paths import FIGURES_DIR, repo_path
 from ffcore.profiles import PROFILES
 from ffcore.schedule import AS_SPECIFIED, FINAL_PHASE, PHASE_ORDER
@@ -168,15 +169,23 @@ def _cell_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def load_results(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
+def load_results(
+    out_dir: str | os.PathLike[str], allow_mixed_kernels: bool = False
+) -> pd.DataFrame:
     """The per-seed frame (``PER_SEED_COLUMNS``) of every ``<out_dir>/*/result.json``, AP as
     fractions (``ap`` on the whole val set, ``ap_half_a`` / ``_b`` on its even / odd images,
-    ``ap_first96`` on its first 96), NaN where an older result lacks a key."""
-    rows = []
+    ``ap_first96`` on its first 96), NaN where an older result lacks a key. Cells that recorded
+    different CPU kernel levels (``cpu_capability``) are a ``MixedKernels`` error unless
+    ``allow_mixed_kernels``."""
+    rows, kernels = [], {}
     for path in sorted(Path(out_dir).glob(f"*/{RESULT_FILE}")):
-        rows += _cell_rows(json.loads(path.read_text()))
+        cell_rows = _cell_rows(json.loads(path.read_text()))
+        if cell_rows:
+            kernels[str(path)] = cell_rows[0]["cpu_capability"] or None
+        rows += cell_rows
     if not rows:
         raise FileNotFoundError(f"no study results (*/{RESULT_FILE}) under {out_dir}")
+    check_same_kernels(kernels, allow_mixed_kernels, what=f"the study cells of {out_dir}")
     frame = pd.DataFrame(rows, columns=list(PER_SEED_COLUMNS))
     frame["cpu_capability"] = frame["cpu_capability"].fillna("").astype(str)
     return sort_per_seed(frame.astype({"seed": int, "phase": str}))
@@ -186,8 +195,17 @@ def has_results(out_dir: str | os.PathLike[str]) -> bool:
     return any(Path(out_dir).glob(f"*/{RESULT_FILE}"))
 
 
-def write_per_seed(results: pd.DataFrame, out_dir: str | os.PathLike[str] | None) -> Path:
-    """``<out_dir>/ablation_per_seed.csv`` (default figures/): the long layout, full precision."""
+def write_per_seed(
+    results: pd.DataFrame, out_dir: str | os.PathLike[str] | None, allow_mixed_kernels: bool = False
+) -> Path:
+    """``<out_dir>/ablation_per_seed.csv`` (default figures/): the long layout, full precision.
+    Rows of different CPU kernel levels (``cpu_capability``; empty: not recorded) are a
+    ``MixedKernels`` error naming the cells unless ``allow_mixed_kernels``."""
+    if "cpu_capability" in results:
+        levels = [None if pd.isna(v) or v == "" else str(v) for v in results["cpu_capability"]]
+        names = (results["profile"].astype(str) + " " + results["configuration"].astype(str)
+                 + " seed " + results["seed"].astype(str))  # fmt: skip
+        check_same_kernels(dict(zip(names, levels, strict=True)), allow_mixed_kernels, "cells")
     out = repo_path(out_dir) if out_dir is not None else FIGURES_DIR
     out.mkdir(parents=True, exist_ok=True)
     path = out / PER_SEED_FILE

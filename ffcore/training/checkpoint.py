@@ -78,9 +78,12 @@ def save_checkpoint(
     step_offset: int = 0,
     epoch_offset: int = 0,
     global_step: int = 0,
+    cpu_kernels: dict[str, str | None] | None = None,
 ) -> Path:
     """Write a checkpoint atomically and return its path. ``epoch`` = epochs completed; the
-    model config is the model's own (``model.config``), so a checkpoint always rebuilds its model."""
+    model config is the model's own (``model.config``), so a checkpoint always rebuilds its model.
+    ``cpu_kernels``: the kernel levels the training process ran with
+    (``ffcore.cpu_kernels.kernel_record``), kept under ``"cpu_kernels"``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
@@ -99,6 +102,7 @@ def save_checkpoint(
         "step_offset": int(step_offset),
         "epoch_offset": int(epoch_offset),
         "global_step": int(global_step),
+        "cpu_kernels": dict(cpu_kernels or {}),
     }
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

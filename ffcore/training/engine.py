@@ -39,6 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ffcore.config import DEFAULT_VARIANT, TrainConfig, to_dict
+from ffcore.cpu_kernels import kernel_record
 from ffcore.data.progress import progress_bar
 from ffcore.data.widerface import collate
 from ffcore.detection.loss import LOSS_TERMS, MultiBoxLoss
@@ -101,6 +102,10 @@ class FitResult:
     epoch_losses: tuple[float, ...]  # mean total training loss of each epoch of the phase so far
     probe_losses: tuple[float, ...]  # probe total loss before the phase (0) and after each epoch
     epochs_csv: Path | None = None
+    # the ATen level torch reported in the training process ("AVX2"; None: not recorded) and
+    # oneDNN's ISA there ("Intel AVX2"), ffcore.cpu_kernels.kernel_record
+    cpu_capability: str | None = None
+    onednn_isa: str | None = None
 
     @property
     def final_loss(self) -> float:
@@ -341,6 +346,8 @@ def fit_phase(
         epoch_losses=loop.history.column("train_total", first_epoch=1),
         probe_losses=loop.history.column("probe_total"),
         epochs_csv=out_dir / EPOCHS,
+        cpu_capability=loop.save["cpu_kernels"].get("cpu_capability"),
+        onednn_isa=loop.save["cpu_kernels"].get("onednn_isa"),
     )
 
 
@@ -354,7 +361,9 @@ def completed_phase(config: TrainConfig) -> FitResult | None:
     final = out_dir / final_checkpoint_name(phase, epochs)
     if not (final.is_file() and last_epoch(out_dir / EPOCHS) >= epochs):
         return None
-    held = load_checkpoint(final).get("train_config") or {}
+    state = load_checkpoint(final)
+    held, kernels = state.get("train_config") or {}, state.get("cpu_kernels") or {}
+    del state
     differences = config_differences(config, held, dataset_fingerprint(config.training_dataset))
     if differences:
         raise ConfigMismatch(final, differences)
@@ -372,6 +381,8 @@ def completed_phase(config: TrainConfig) -> FitResult | None:
         epoch_losses=tuple(float(r["train_total"]) for r in rows if int(r["epoch"]) >= 1),
         probe_losses=tuple(float(r["probe_total"]) for r in rows),
         epochs_csv=out_dir / EPOCHS,
+        cpu_capability=kernels.get("cpu_capability"),
+        onednn_isa=kernels.get("onednn_isa"),
     )
 
 
@@ -481,6 +492,7 @@ def _set_up(
             scaler=scaler,
             step_offset=plan.step_offset,
             epoch_offset=plan.epoch_offset,
+            cpu_kernels=kernel_record(),  # read in this process, where the training runs
         ),
     )
 

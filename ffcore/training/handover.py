@@ -95,6 +95,9 @@ def write_result(run_dir: str | os.PathLike[str], result: Any, **extra: Any) -> 
         "final_loss": result.final_loss,
         "epoch_losses": list(result.epoch_losses),
         "probe_losses": list(result.probe_losses),
+        # the kernel level the training process reported (ffcore.cpu_kernels.kernel_record)
+        "cpu_capability": getattr(result, "cpu_capability", None),
+        "onednn_isa": getattr(result, "onednn_isa", None),
         **extra,
     }
     path = out / RESULT_FILE

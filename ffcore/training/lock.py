@@ -1,5 +1,6 @@
 """One run per phase folder: ``<save_folder>/phase<id>/.lock`` holds the pid and host of the run
-that trains there, created with ``O_CREAT | O_EXCL`` so that two runs cannot both hold it.
+that trains there, created with ``O_CREAT | O_EXCL`` so that two runs cannot both hold it. The
+same lock (``FolderLock``) keeps one ``reproduce`` per run folder and one study per study folder.
 
 A second run refuses with a message naming the running process. A lock left by a process that
 is gone (``kill -9``, a crash) is recognised -- same host, pid no longer alive -- and taken over
@@ -23,7 +24,10 @@ _UNWRITTEN_GRACE_S = 10.0  # an empty lock younger than this is a run that is ju
 
 
 class PhaseFolderLocked(ValueError):
-    """Another live process trains in this phase folder; the message names it."""
+    """Another live process works in this folder; the message names it."""
+
+
+FolderLocked = PhaseFolderLocked
 
 
 def pid_alive(pid: int) -> bool:
@@ -50,10 +54,12 @@ def _read_owner(path: Path) -> dict | None:
 
 
 class PhaseLock:
-    """``with PhaseLock(folder):`` holds ``folder/.lock`` for the block (see the module doc)."""
+    """``with PhaseLock(folder):`` holds ``folder/.lock`` for the block (see the module doc).
+    ``kind`` names the folder in the messages ("phase folder", "run folder", "study folder")."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, kind: str = "phase folder") -> None:
         self.folder = Path(folder)
+        self.kind = kind
         self.path = self.folder / LOCK_NAME
         self.host = socket.gethostname()
         self.held = False
@@ -87,7 +93,7 @@ class PhaseLock:
             if age < _UNWRITTEN_GRACE_S:
                 raise PhaseFolderLocked(
                     f"{self.folder} is locked by a run that is starting ({self.path} is new "
-                    "and not yet written); one run per phase folder"
+                    f"and not yet written); one run per {self.kind}"
                 )
             warnings.warn(
                 f"{self.path}: unreadable lock file from an interrupted run; taking it over",
@@ -98,13 +104,13 @@ class PhaseLock:
             who = f"process {pid} on {host}"
             if host != self.host:
                 raise PhaseFolderLocked(
-                    f"{self.folder} is in use by {who} (lock {self.path}); one run per phase "
-                    "folder. If that process is gone, delete the lock file"
+                    f"{self.folder} is in use by {who} (lock {self.path}); one run per "
+                    f"{self.kind}. If that process is gone, delete the lock file"
                 )
             if pid_alive(pid):
                 raise PhaseFolderLocked(
-                    f"{self.folder} is in use by {who} (lock {self.path}); one run per phase "
-                    "folder: wait for it, stop it, or use another save folder"
+                    f"{self.folder} is in use by {who} (lock {self.path}); one run per "
+                    f"{self.kind}: wait for it, stop it, or use another folder"
                 )
             warnings.warn(
                 f"{self.path}: stale lock of {who}, which is no longer running; taking it over",
@@ -153,3 +159,6 @@ def remove_stray_temporaries(folder: str | Path) -> list[Path]:
             stacklevel=2,
         )
     return removed
+
+
+FolderLock = PhaseLock  # the name where the folder is not a phase folder
