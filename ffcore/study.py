@@ -191,10 +191,7 @@ def _record_phase_time(cell_dir: Path, phase_id: str, wall: float, cpu: float) -
     _write_json(cell_dir / PHASE_TIMES, times)
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
+from ffcore.atomic import write_json as _write_json  # noqa: E402  (one atomic writer)
 
 
 def _phase_losses(weights: Path) -> dict[str, dict[str, Any]]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ffcore.atomic import copy_file
 from ffcore.paths import FIGURES_DIR, REPO_ROOT, repo_path
 from ffcore.report.figures import INDEX, LATEX_DIR, latex_escape, latex_index
 
@@ -232,5 +233,5 @@ def build_companion(
         # the graphics pdflatex read, from its log: "<figures/name.pdf, id=.., ..>"
         included = tuple(dict.fromkeys(re.findall(rf"<{LATEX_DIR}/([^<>,\s]+)\.pdf", log)))
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(build / f"{COMPANION}.pdf", target)
+        copy_file(build / f"{COMPANION}.pdf", target)
     return CompanionResult(target, pages, included, tex, table_scales(log), overfull_widths(log))

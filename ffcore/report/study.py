@@ -30,6 +30,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
 
+from ffcore.atomic import replacing
 from ffcore.paths import FIGURES_DIR, repo_path
 from ffcore.report import figures
 from ffcore.report.numbers import Numbers, name_part
@@ -128,7 +129,8 @@ def write_per_seed(results: pd.DataFrame, out_dir: str | os.PathLike[str] | None
     out = repo_path(out_dir) if out_dir is not None else FIGURES_DIR
     out.mkdir(parents=True, exist_ok=True)
     path = out / PER_SEED_FILE
-    sort_per_seed(results[list(PER_SEED_COLUMNS)]).to_csv(path, index=False)
+    with replacing(path) as tmp:
+        sort_per_seed(results[list(PER_SEED_COLUMNS)]).to_csv(tmp, index=False)
     return path
 
 
@@ -760,7 +762,8 @@ def export_study(
     figures.save_figure(fig, "ablation_study", out_dir, provenance=provenance)
     csv, _ = figures.save_table(summary_table(summary), "ablation_study", out_dir, index=False,
                                 decimals=1, **src)  # fmt: skip
-    summary.to_csv(csv, index=False)  # fractions, machine-readable (save_table wrote percent)
+    with replacing(csv) as tmp:  # fractions, machine-readable (save_table wrote percent)
+        summary.to_csv(tmp, index=False)
     if provenance is not None:
         record([csv], provenance)
     forest = None
