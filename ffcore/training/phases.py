@@ -41,7 +41,7 @@ def run_phases(
     a phase whose folder holds an earlier run is refused (``fit_phase``)."""
     say = note or (lambda message: None)
     results: list[FitResult] = []
-    first, config = _chain_start(config, phases, say)
+    first = _chain_start(config, phases, say)
     for i in range(first, len(phases)):
         phase = phases[i]
         if i == first:
@@ -72,21 +72,20 @@ def run_phases(
     return results
 
 
-def _chain_start(
-    config: TrainConfig, phases: tuple[str, ...], say: Callable[[str], None]
-) -> tuple[int, TrainConfig]:
-    """Where the chain starts (an index into ``phases``) and its first config. Without a
+def _chain_start(config: TrainConfig, phases: tuple[str, ...], say: Callable[[str], None]) -> int:
+    """Where a chain of several phases starts (an index into ``phases``). Without a
     ``resume_net``, or with one of a phase not in ``phases``: the first phase. With a checkpoint
     of phase P of ``phases``: a mid-phase one resumes P; a complete one of P's own folder under
     ``save_folder`` finishes P (what a kill left undone); a complete one from elsewhere starts
     the next phase from it (P is done: its logs are not in this folder, so it is not finished
-    again). ``say`` hears where the chain starts and which phases it leaves out."""
-    if config.resume_net is None:
-        return 0, config
+    again, which wrote an ``epochs.csv`` row of NaN). ``say`` hears where the chain starts and
+    which phases it leaves out. A single phase starts at itself (``fit_phase`` decides)."""
+    if config.resume_net is None or len(phases) < 2:
+        return 0
     held = load_checkpoint(config.resume_net)
     phase = held["phase"]
     if phase not in phases:
-        return 0, config
+        return 0
     first = phases.index(phase)
     complete = held["epoch"] >= held["epochs"]
     own = Path(config.save_folder, get_phase(phase).folder).resolve()
@@ -108,7 +107,7 @@ def _chain_start(
     if left_out:
         what += f"; phase {', '.join(left_out)} not trained"
     say(f"{config.resume_net} is {what}")
-    return first, config
+    return first
 
 
 def run_phase(
