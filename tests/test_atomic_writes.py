@@ -93,6 +93,7 @@ def test_figures_readme_past_the_size_limit_keeps_the_readme_and_says_one_line(t
     assert "<!-- ff:Ap -->97.7<!-- /ff -->" in readme.read_text()
 
 
+@pytest.mark.slow  # fresh interpreters importing torch / matplotlib
 def test_table_csv_and_tex_past_the_size_limit_keep_the_old_files(tmp_path: Path):
     out = tmp_path / "figs"
     code = f"""
@@ -115,6 +116,7 @@ def test_table_csv_and_tex_past_the_size_limit_keep_the_old_files(tmp_path: Path
     assert after["t.tex"] == before["t.tex"] and set(after) == set(before)
 
 
+@pytest.mark.slow  # fresh interpreters importing torch / matplotlib
 def test_figure_past_the_size_limit_keeps_the_old_pdf_and_png(tmp_path: Path):
     out = tmp_path / "figs"
     code = f"""
@@ -150,6 +152,7 @@ def test_numbers_json_past_the_size_limit_keeps_the_old_files(tmp_path: Path):
     _assert_intact(out, before)
 
 
+@pytest.mark.slow  # fresh interpreters importing torch / matplotlib
 def test_checkpoint_past_the_size_limit_keeps_the_old_checkpoint(tmp_path: Path):
     out = tmp_path / "w"
     code = f"""
