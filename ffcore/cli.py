@@ -19,6 +19,14 @@ from ffcore.profiles import PROFILES
 Handler = Callable[[argparse.Namespace], int]
 
 
+def _cwd_path(value: str) -> Path:
+    """A path the user typed, relative to the working directory (argparse ``type``). The library
+    takes a relative path from the repository root (``ffcore.paths.repo_path``, for notebooks);
+    a command line means the folder it is typed in. Defaults that name the repository's own
+    folders are given as absolute paths, which argparse leaves as they are."""
+    return Path(value).expanduser().absolute()
+
+
 def _check_writable(output: str | Path) -> None:
     """The folder ``output`` is, or would be made in, can be written (checked before work)."""
     import os
@@ -143,12 +151,27 @@ def _mixed_kernels_named() -> Iterator[None]:
 
 def _add_reproduce(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", choices=tuple(PROFILES), default="smoke", help="run profile")
+    from ffcore.paths import FIGURES_DIR
+
     p.add_argument(
-        "--data-root", default=None, help="WIDER FACE root (None: the synthetic dataset)"
+        "--data-root",
+        type=_cwd_path,
+        default=None,
+        help="WIDER FACE root (None: the synthetic dataset)",
     )
-    p.add_argument("--out", default=None, help="run folder (None: runs/PROFILE)")
+    p.add_argument(
+        "--out",
+        type=_cwd_path,
+        default=None,
+        help="run folder (None: the repository's runs/PROFILE)",
+    )
     p.add_argument("--device", default="cpu", help="torch device of the notebooks")
-    p.add_argument("--figures-dir", default="figures", help="where figures and tables go")
+    p.add_argument(
+        "--figures-dir",
+        type=_cwd_path,
+        default=FIGURES_DIR,
+        help="where figures and tables go (default: the repository's figures/)",
+    )
     p.add_argument(
         "--force",
         action="store_true",
@@ -220,6 +243,10 @@ def _add_make_synthetic(p: argparse.ArgumentParser) -> None:
 def _run_make_synthetic(args: argparse.Namespace) -> int:
     from ffcore.data.synthetic import generate_dataset, read_manifest
 
+    if args.seed < 0:  # the library's check names its argument, not the flag
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if args.train < 1 or args.val < 1:
+        raise ValueError(f"--train and --val must be >= 1, got {args.train} and {args.val}")
     try:
         with _writing(args.out):
             root = generate_dataset(
@@ -649,7 +676,9 @@ def _run_export_onnx(args: argparse.Namespace) -> int:
 
 
 def _add_size_report(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out-dir", default=None, help="table folder (default: figures/)")
+    p.add_argument(
+        "--out-dir", type=_cwd_path, default=None, help="table folder (default: figures/)"
+    )
     p.add_argument("--image-size", type=int, default=640, help="square input for MACs")
 
 
@@ -663,7 +692,14 @@ def _run_size_report(args: argparse.Namespace) -> int:
 
 
 def _add_figures(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dir", default="figures", help="the exported-files folder")
+    from ffcore.paths import FIGURES_DIR, REPO_ROOT
+
+    p.add_argument(
+        "--dir",
+        type=_cwd_path,
+        default=FIGURES_DIR,
+        help="the exported-files folder (default: the repository's figures/)",
+    )
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument(
         "--check",
@@ -680,9 +716,11 @@ def _add_figures(p: argparse.ArgumentParser) -> None:
     what.add_argument(
         "--readme",
         nargs="?",
-        const="README.md",
+        type=_cwd_path,
+        const=REPO_ROOT / "README.md",
         metavar="FILE",
-        help="rewrite the <!-- ff:Name --> markers of FILE from numbers.json",
+        help="rewrite the <!-- ff:Name --> markers of FILE (default: the repository's README.md) "
+        "from numbers.json",
     )
     p.add_argument("--source", help="with --record: the notebook or command that wrote them")
     p.add_argument("--commit", help="with --record: the git commit they were made at")
@@ -708,12 +746,15 @@ def _run_figures(args: argparse.Namespace) -> int:
         )  # fmt: skip
         print(f"recorded {len(args.record)} file(s) in {repo_path(args.dir) / 'provenance.json'}")
         return 0
+    from ffcore.atomic import write_text
     from ffcore.report import numbers
 
     readme = repo_path(args.readme)
     entries = numbers.load_numbers(repo_path(args.dir) / numbers.NUMBERS_JSON)
-    readme.write_text(numbers.rewrite_markers(readme.read_text(), entries))
-    print(f"rewrote {len(numbers.markers(readme.read_text()))} number(s) in {readme}")
+    text = numbers.rewrite_markers(readme.read_text(), entries, where=str(readme))
+    with _writing(readme):
+        write_text(readme, text)
+    print(f"rewrote {len(numbers.markers(text))} number(s) in {readme}")
     return 0
 
 
@@ -741,7 +782,9 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         "--resume-net",
         default=None,
         help="the previous phase's final checkpoint, or a mid-phase checkpoint of this "
-        "phase to resume (with --all: a phase-1 checkpoint to resume phase 1)",
+        "phase to resume (with --all: the chain starts at the checkpoint's phase and says so: "
+        "a mid-phase checkpoint resumes that phase, a complete one starts the next phase from "
+        "it; the phases before it are not trained)",
     )
     p.add_argument("--epochs", type=int, default=None, help="default: the phase table's")
     p.add_argument(
@@ -922,6 +965,7 @@ def _name_list(text: str) -> tuple[str, ...]:
 
 
 def _add_study(p: argparse.ArgumentParser) -> None:
+    from ffcore.paths import REPO_ROOT
     from ffcore.schedule import AS_SPECIFIED, PHASE3_VARIANTS
     from ffcore.study import CONFIGURATIONS, SlurmOptions
 
@@ -951,9 +995,17 @@ def _add_study(p: argparse.ArgumentParser) -> None:
         help="comma-separated configurations whose cells train the --phase3-variants "
         "(default eca_cbam_phased)",
     )
-    p.add_argument("--out", default="runs/study", help="study folder, one sub-folder per cell")
     p.add_argument(
-        "--data-root", default=None, help="WIDER-layout root (default: the profile's synthetic set)"
+        "--out",
+        type=_cwd_path,
+        default=REPO_ROOT / "runs" / "study",
+        help="study folder, one sub-folder per cell (default: the repository's runs/study)",
+    )
+    p.add_argument(
+        "--data-root",
+        type=_cwd_path,
+        default=None,
+        help="WIDER-layout root (default: the profile's synthetic set)",
     )
     p.add_argument("--device", default="cpu")
     p.add_argument(
@@ -983,7 +1035,10 @@ def _add_study(p: argparse.ArgumentParser) -> None:
         "--target", type=float, default=1.0, help="95 %% paired half-width wanted (AP points)"
     )
     plan.add_argument(
-        "--per-seed", default=None, help="a per-seed CSV (figures/ablation_per_seed.csv)"
+        "--per-seed",
+        type=_cwd_path,
+        default=None,
+        help="a per-seed CSV (figures/ablation_per_seed.csv)",
     )
     plan.add_argument("--slurm-tasks", type=int, default=None, help="SLURM tasks at once")
     slurm = p.add_argument_group("slurm (with --launcher slurm)")
@@ -1065,9 +1120,12 @@ def _run_study(args: argparse.Namespace) -> int:
     run_study(cells, spec, args.launcher, args.jobs or 1, slurm, cpu_kernels=kernels)
     with _mixed_kernels_named():
         results = load_results(out, allow_mixed_kernels=args.allow_mixed_kernels)
-    summarize(results).to_csv(out / "summary.csv", index=False)
+    from ffcore.atomic import replacing
+
     diffs = paired_differences(results)
-    diffs.to_csv(out / "comparisons.csv", index=False)
+    for name, frame in (("summary.csv", summarize(results)), ("comparisons.csv", diffs)):
+        with replacing(out / name) as tmp:
+            frame.to_csv(tmp, index=False)
     for line in sentences(diffs):
         print(line)
     with _mixed_kernels_named():
@@ -1078,12 +1136,22 @@ def _run_study(args: argparse.Namespace) -> int:
 
 # -- thesis ----------------------------------------------------------------------------------
 def _add_thesis(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--figures-dir", default="figures", help="the folder of figures and tables")
+    from ffcore.paths import FIGURES_DIR
+
+    p.add_argument(
+        "--figures-dir",
+        type=_cwd_path,
+        default=FIGURES_DIR,
+        help="the folder of figures and tables (default: the repository's figures/)",
+    )
     p.add_argument(
         "--profile", choices=tuple(PROFILES), default="smoke", help="run named on the title page"
     )
     p.add_argument(
-        "--out", default=None, help="PDF to write (default: <figures-dir>/companion.pdf)"
+        "--out",
+        type=_cwd_path,
+        default=None,
+        help="PDF to write (default: <figures-dir>/companion.pdf)",
     )
     p.add_argument(
         "--strict", action="store_true",

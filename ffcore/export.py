@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ffcore.atomic import replacing
 from ffcore.data.photos import sample_photos
 from ffcore.models.backbone import MAX_STRIDE as STRIDE
 from ffcore.models.deform import ModulatedDeformConv
@@ -212,7 +213,7 @@ def _lean_graph(path: Path, fold: bool) -> None:
     _strip_node_metadata(proto)
     if fold:
         _fold_batchnorms(proto)
-    onnx.save(proto, str(path))
+    onnx.save(proto, str(path))  # atomic-ok: ``path`` is the export's temporary file
 
 
 def export_onnx(
@@ -252,28 +253,29 @@ def export_onnx(
                 3: STRIDE * Dim("width_div32", min=1),
             }
         }
-    try:
-        with eval_mode(model.cpu()), _quiet_exporter():
-            program = torch.onnx.export(
-                _Deployable(model),
-                (example,),
-                dynamo=True,
-                opset_version=opset,
-                input_names=[INPUT_NAME],
-                output_names=list(OUTPUT_NAMES),
-                dynamic_shapes=dynamic_shapes,
-                verbose=False,
+    with replacing(out_path) as tmp:  # the file appears only once exported, leaned and checked
+        try:
+            with eval_mode(model.cpu()), _quiet_exporter():
+                program = torch.onnx.export(
+                    _Deployable(model),
+                    (example,),
+                    dynamo=True,
+                    opset_version=opset,
+                    input_names=[INPUT_NAME],
+                    output_names=list(OUTPUT_NAMES),
+                    dynamic_shapes=dynamic_shapes,
+                    verbose=False,
+                )
+                program.save(str(tmp), external_data=False)  # atomic-ok: a temporary
+        finally:
+            model.to(device)
+        _lean_graph(tmp, fold)
+        ops = op_counts(tmp)
+        if ops["DeformConv"] != expected:
+            raise RuntimeError(
+                f"{out_path}: the model has {expected} deformable convs but the ONNX graph has "
+                f"{ops['DeformConv']} DeformConv nodes; refusing a graph that changed the model"
             )
-            program.save(str(out_path), external_data=False)
-    finally:
-        model.to(device)
-    _lean_graph(out_path, fold)
-    ops = op_counts(out_path)
-    if ops["DeformConv"] != expected:
-        raise RuntimeError(
-            f"{out_path}: the model has {expected} deformable convs but the ONNX graph has "
-            f"{ops['DeformConv']} DeformConv nodes; refusing a graph that changed the model"
-        )
     return ExportResult(
         path=out_path,
         opset=opset,
@@ -621,14 +623,15 @@ def quantize_int8(src: str | Path, dst: str | Path, calibration: list[np.ndarray
             weight_type=QuantType.QInt8,
             op_types_to_quantize=op_types,
         )
+        proto = onnx.load(str(tmp))
     finally:
         root.setLevel(previous)
-    proto = onnx.load(str(tmp))
-    tmp.unlink()
+        tmp.unlink(missing_ok=True)
     _int8_weights_for_float_nodes(proto, _KEEP_FLOAT)
     del proto.graph.value_info[:]  # intermediate shapes: 10 KB that onnxruntime infers itself
     _shorten_names(proto)
-    onnx.save(proto, str(dst))
+    with replacing(dst) as out:
+        onnx.save(proto, str(out))  # atomic-ok: a temporary
     return dst
 
 
@@ -644,8 +647,8 @@ def convert_fp16(src: str | Path, dst: str | Path) -> Path:
         warnings.simplefilter("ignore")
         proto = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
     _shorten_names(proto)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(proto, str(dst))
+    with replacing(dst) as out:
+        onnx.save(proto, str(out))  # atomic-ok: a temporary
     return dst
 
 

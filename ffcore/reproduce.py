@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ffcore.atomic import write_json
 from ffcore.cpu_kernels import (
     PORTABLE,
     CpuKernels,
@@ -67,9 +68,7 @@ def _load_state(run_dir: Path) -> dict[str, Any]:
 
 
 def _save_state(run_dir: Path, state: dict[str, Any]) -> None:
-    tmp = run_dir / (STATE_FILE + ".tmp")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
-    tmp.replace(run_dir / STATE_FILE)
+    write_json(run_dir / STATE_FILE, state, sort_keys=True)
 
 
 PATH_PARAMETERS = ("run_dir", "data_root", "figures_dir")

@@ -309,10 +309,7 @@ def _record_phase_time(cell_dir: Path, key: str, wall: float, cpu: float) -> Non
     _write_json(cell_dir / PHASE_TIMES, times)
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
+from ffcore.atomic import write_json as _write_json  # noqa: E402  (one atomic writer)
 
 
 def write_cell_result(cell_dir: str | os.PathLike[str], result: CellResult) -> Path:

@@ -316,7 +316,10 @@ def test_a_read_only_folder_is_one_line_naming_the_file(
     def read_only(self, *args, **kwargs):  # what a chmod 555 folder gives a non-root user
         raise PermissionError(13, "Permission denied", str(self))
 
+    import ffcore.atomic
+
     monkeypatch.setattr(Path, "write_text", read_only)
+    monkeypatch.setattr(ffcore.atomic, "open", read_only, raising=False)  # every file's writer
     out = tmp_path / "ro"
     args = ["make-synthetic", "--out", str(out), "--train", "1", "--val", "1", "--image-size", "64"]
     assert main(args) == 2

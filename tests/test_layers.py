@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
             "pipeline",
             "fingerprint",
             "cpu_kernels",
+            "atomic",
         ),
         0,
     ),

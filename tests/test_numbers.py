@@ -78,8 +78,8 @@ def test_markers_rewrite_and_mismatch() -> None:
         fixed == "AP <!-- ff:ApEasy -->98.8<!-- /ff --> with <!-- ff:Params -->476,357<!-- /ff -->"
     )
     assert numbers.marker_mismatches(fixed, entries) == []
-    with pytest.raises(KeyError, match="Nope"):
-        numbers.rewrite_markers("<!-- ff:Nope -->1<!-- /ff -->", entries)
+    with pytest.raises(ValueError, match=r"README, line 2: marker ff:Nope names no number"):
+        numbers.rewrite_markers("a\n<!-- ff:Nope -->1<!-- /ff -->", entries, "README")
 
 
 def test_readme_numbers_agree_with_numbers_json() -> None:

@@ -124,15 +124,26 @@ def test_start_refusals(tmp_path: Path) -> None:
 
 def test_train_all_with_a_later_phase_checkpoint_starts_the_chain_there(tmp_path: Path) -> None:
     """What the Ctrl-C line offers under ``--all``: ``--resume_net <phase2a/latest.pth>``."""
-    from ffcore.chain.phases import _first_phase
+    from ffcore.chain.phases import _chain_start
     from ffcore.models import build_model
     from ffcore.training.checkpoint import save_checkpoint
 
+    chain, notes = ("1", "2a", "2b", "3"), []
     latest = save_checkpoint(
         tmp_path / "latest.pth", model=build_model("eca_cbam"), phase="2a", epoch=1, epochs=2
     )
-    assert _first_phase(_cfg(tmp_path, resume_net=str(latest)), ("1", "2a", "2b", "3")) == 1
-    assert _first_phase(_cfg(tmp_path), ("1", "2a", "2b", "3")) == 0
+    assert _chain_start(_cfg(tmp_path, resume_net=str(latest)), chain, notes.append) == 1
+    assert notes == [
+        f"{latest} is a phase 2a checkpoint after epoch 1/2: the chain resumes phase 2a; "
+        "phase 1 not trained"
+    ]
+    assert _chain_start(_cfg(tmp_path), chain, notes.append) == 0 and len(notes) == 1
+    # a complete one from another folder: phase 2a is done, the chain starts at 2b from it
+    final = save_checkpoint(
+        tmp_path / "final.pth", model=build_model("eca_cbam"), phase="2a", epoch=2, epochs=2
+    )
+    assert _chain_start(_cfg(tmp_path, resume_net=str(final)), chain, notes.append) == 2
+    assert notes[-1].endswith("the chain starts at phase 2b from it; phase 1, 2a not trained")
 
 
 def test_dataset_fingerprint(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 from torch import nn
 
+from ffcore.atomic import write_text
 from ffcore.data.photos import sample_photos
 from ffcore.data.synthetic import read_manifest
 
@@ -177,8 +178,7 @@ def write_model_card(
     path = card_path(checkpoint)
     text = model_card(checkpoint, info, parameters, metrics, protocol, profile=profile,
                       photos=photos, reference_photos=reference)  # fmt: skip
-    path.write_text(text)
-    return path
+    return write_text(path, text)
 
 
 def card_profile(checkpoint: str | Path) -> str | None:

@@ -51,7 +51,7 @@ def run_phases(
     a phase whose folder holds an earlier run is refused (``fit_phase``)."""
     say = note or (lambda message: None)
     results: list[FitResult] = []
-    first = _first_phase(config, phases)
+    first = _chain_start(config, phases, say)
     variant = config.phase3_variant if phase3_variant is None else phase3_variant
     for i in range(first, len(phases)):
         phase = phases[i]
@@ -93,12 +93,42 @@ def run_phases(
     return results
 
 
-def _first_phase(config: TrainConfig, phases: tuple[str, ...]) -> int:
-    """Where the chain starts: at the phase of a ``resume_net`` of that phase, else the first."""
-    if config.resume_net is None:
+def _chain_start(config: TrainConfig, phases: tuple[str, ...], say: Callable[[str], None]) -> int:
+    """Where a chain of several phases starts (an index into ``phases``). Without a
+    ``resume_net``, or with one of a phase not in ``phases``: the first phase. With a checkpoint
+    of phase P of ``phases``: a mid-phase one resumes P; a complete one of P's own folder under
+    ``save_folder`` finishes P (what a kill left undone); a complete one from elsewhere starts
+    the next phase from it (P is done: its logs are not in this folder, so it is not finished
+    again, which wrote an ``epochs.csv`` row of NaN). ``say`` hears where the chain starts and
+    which phases it leaves out. A single phase starts at itself (``fit_phase`` decides)."""
+    if config.resume_net is None or len(phases) < 2:
         return 0
-    held = load_checkpoint(config.resume_net)["phase"]
-    return phases.index(held) if held in phases else 0
+    held = load_checkpoint(config.resume_net)
+    phase = held["phase"]
+    if phase not in phases:
+        return 0
+    first = phases.index(phase)
+    complete = held["epoch"] >= held["epochs"]
+    own = Path(config.save_folder, get_phase(phase).folder).resolve()
+    if complete and Path(config.resume_net).resolve().parent != own:
+        first += 1
+        where = (
+            f"the chain starts at phase {phases[first]} from it"
+            if first < len(phases)
+            else "no phase is left to train"
+        )
+        what = f"a complete phase {phase} checkpoint: {where}"
+    else:
+        verb = "finishes" if complete else "resumes"
+        what = (
+            f"a phase {phase} checkpoint after epoch {held['epoch']}/{held['epochs']}: the "
+            f"chain {verb} phase {phase}"
+        )
+    left_out = phases[: phases.index(phase) + (1 if first > phases.index(phase) else 0)]
+    if left_out:
+        what += f"; phase {', '.join(left_out)} not trained"
+    say(f"{config.resume_net} is {what}")
+    return first
 
 
 def run_phase(

@@ -53,6 +53,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ffcore.atomic import copy_file, write_json, write_text
+
 GENERATOR = "ffcore.data.synthetic"
 VERSION = 2  # 2: val/label.txt carries landmarks
 DEFAULT_SEED = 0
@@ -423,7 +425,7 @@ def _write_jpg(path: Path, image: np.ndarray) -> None:
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise RuntimeError(f"could not encode {path}")
-    path.write_bytes(buf.tobytes())
+    path.write_bytes(buf.tobytes())  # atomic-ok: in the dataset's temporary folder
 
 
 def _write_split(out: Path, split: str, n: int, image_size: int, seed: int) -> list:
@@ -441,7 +443,7 @@ def _write_split(out: Path, split: str, n: int, image_size: int, seed: int) -> l
             lines.append(_train_line(face, missing))
         written.append(im)
     (out / split).mkdir(parents=True, exist_ok=True)
-    (out / split / "label.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(out / split / "label.txt", "\n".join(lines) + "\n")
     return written
 
 
@@ -468,7 +470,7 @@ def _write_val_ground_truth(out: Path, val: list[SyntheticImage]) -> None:
     write_ground_truth(out / "ground_truth", gt)
     split_dir = out / "wider_face_split"
     split_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(out / "ground_truth" / FACE_FILE, split_dir / FACE_FILE)
+    copy_file(out / "ground_truth" / FACE_FILE, split_dir / FACE_FILE)
     # The official text form: name, count, then x y w h blur expression illumination invalid
     # occlusion pose per face (a single zero line for an image without faces).
     lines: list[str] = []
@@ -480,7 +482,7 @@ def _write_val_ground_truth(out: Path, val: list[SyntheticImage]) -> None:
                 lines.append(" ".join(str(v) for v in (*f.box, f.blur, 0, 0, 0, f.occlusion, 0)))
             if not im.faces:
                 lines.append("0 0 0 0 0 0 0 0 0 0")
-    (split_dir / "wider_face_val_bbx_gt.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(split_dir / "wider_face_val_bbx_gt.txt", "\n".join(lines) + "\n")
 
 
 def _parameters(n_train: int, n_val: int, image_size: int, seed: int) -> dict:
@@ -559,7 +561,7 @@ def generate_dataset(
                 "easy_min_height": EASY_MIN_HEIGHT,
             },
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        write_json(tmp / MANIFEST, manifest)
         _swap_into_place(tmp, root)
     finally:
         if tmp.exists():
@@ -589,7 +591,7 @@ def _lock(root: Path) -> Iterator[None]:
     except ImportError:  # not POSIX: the atomic rename alone still prevents a half dataset
         yield
         return
-    with open(lock_path, "w") as fh:
+    with open(lock_path, "w") as fh:  # atomic-ok: an empty lock file
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield

@@ -28,6 +28,8 @@ from typing import NamedTuple
 import numpy as np
 import scipy.io
 
+from ffcore.atomic import replacing
+
 SUBSETS: tuple[str, ...] = ("easy", "medium", "hard")
 FACE_FILE = "wider_face_val.mat"
 
@@ -376,15 +378,17 @@ def write_ground_truth(gt_dir: str | Path, gt: GroundTruth) -> None:
             for per_event in gt.boxes
         ]
     )
-    scipy.io.savemat(
-        str(gt_dir / FACE_FILE),
-        {"event_list": event_list, "file_list": file_list, "face_bbx_list": face_bbx_list},
-    )
+    with replacing(gt_dir / FACE_FILE) as tmp:
+        scipy.io.savemat(
+            str(tmp),
+            {"event_list": event_list, "file_list": file_list, "face_bbx_list": face_bbx_list},
+        )
     for subset in SUBSETS:
         gt_list = _cell(
             [_cell([_keep_column(k) for k in per_event]) for per_event in gt.keep[subset]]
         )
-        scipy.io.savemat(
-            str(gt_dir / subset_file(subset)),
-            {"event_list": event_list, "file_list": file_list, "gt_list": gt_list},
-        )
+        with replacing(gt_dir / subset_file(subset)) as tmp:
+            scipy.io.savemat(
+                str(tmp),
+                {"event_list": event_list, "file_list": file_list, "gt_list": gt_list},
+            )

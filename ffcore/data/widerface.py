@@ -425,6 +425,15 @@ def _val_folder(val_root: Path) -> Path:
     return val_root
 
 
+def no_face_problem(label_file: Path | str, images: int, faces: int) -> str | None:
+    """Why a training set cannot be trained on for want of faces (None: it has one). Without a
+    single face every loss term is 0 and nothing is learned: training refuses it and
+    ``validate_dataset`` reports it as an error (one rule, one wording)."""
+    if faces > 0:
+        return None
+    return f"{label_file}: none of its {images} images has a face; there is nothing to train on"
+
+
 def validate_dataset(
     label_file: Path | str,
     val_root: Path | str | None = None,
@@ -435,7 +444,8 @@ def validate_dataset(
 
     ``val_root`` is the validation folder (``val/`` with ``images/`` and optionally
     ``label.txt``) or the dataset root holding it; with a ``label.txt`` every listed image is
-    opened, otherwise every ``images/<event>/*.jpg``.
+    opened, otherwise every ``images/<event>/*.jpg``. A training set without a single face
+    is an error (``no_face_problem``: training refuses it).
     """
     errors: list[str] = []
     found_warnings: list[str] = []
@@ -446,6 +456,9 @@ def validate_dataset(
     records, dropped, negative = _parse(path, require_faces, errors)
     errors.extend(negative)
     outside = _check_images(records, errors, progress=progress, warnings_out=found_warnings)
+    faceless = no_face_problem(path, len(records), int(sum(len(r.boxes) for r in records)))
+    if faceless is not None:
+        errors.append(faceless)
     heights = np.concatenate([r.boxes[:, 3] - r.boxes[:, 1] for r in records] or [np.zeros(0)])
     report = {
         "images": len(records),

@@ -39,7 +39,6 @@ per-detection, per-threshold loop that the tests and ``benchmarks/eval_speed.py`
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from ffcore.atomic import write_json, write_text
 from ffcore.data.wider_mat import SUBSETS, GroundTruth, read_ground_truth
 
 THRESH_NUM = 1000
@@ -189,7 +189,7 @@ def write_prediction_file(path: str | Path, image_name: str, dets: np.ndarray) -
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = "".join(map(_ROW.format, *dets.T.tolist())) if len(dets) else ""
-    path.write_text(f"{image_name}\n{len(dets)}\n{rows}")
+    write_text(path, f"{image_name}\n{len(dets)}\n{rows}")
 
 
 def write_predictions(pred_dir: str | Path, gt: GroundTruth, preds: Predictions) -> None:
@@ -444,8 +444,7 @@ def save_ap_json(result: WiderResult, path: str | Path, protocol: str | None = N
     """Write ``ap_record(result, protocol)`` to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(ap_record(result, protocol), indent=2) + "\n")
-    return path
+    return write_json(path, ap_record(result, protocol))
 
 
 # -- per-image outcomes (failure galleries) ----------------------------------------------------

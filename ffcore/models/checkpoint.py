@@ -45,8 +45,21 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read and check a checkpoint (``weights_only=True``); any problem is a CheckpointError."""
+TRAINING_USE = "start or resume a phase"
+MODEL_USE = "be loaded as a FeatherFace model"
+
+
+def _first_keys(keys: list[str], n: int = 3) -> str:
+    more = f" (and {len(keys) - n} more)" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", use: str = TRAINING_USE
+) -> dict[str, Any]:
+    """Read and check a checkpoint (``weights_only=True``); any problem is a CheckpointError.
+    ``use`` (what the caller wants it for: ``TRAINING_USE``, ``MODEL_USE``) words the refusal of
+    a file that is not an ffcore checkpoint."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
@@ -64,10 +77,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path}: not a readable checkpoint (truncated or corrupt?): {_first_line(exc)}"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        keys = sorted(state)[:6] if isinstance(state, dict) else type(state).__name__
+        if isinstance(state, dict):
+            missing = [k for k in ("format", *_REQUIRED) if k not in state]
+            found = f"missing keys {_first_keys(missing)}; its keys: {_first_keys(list(state))}"
+        else:
+            found = f"it holds a {type(state).__name__}"
         raise CheckpointError(
-            f"{path}: not an ffcore checkpoint (found {keys}); a bare state dict or another "
-            "project's file cannot start or resume a phase"
+            f"{path}: cannot {use}: not an ffcore checkpoint ({found}); a bare state dict or "
+            "another project's file is not one"
         )
     if state.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
@@ -95,12 +112,28 @@ def model_config_of(state: dict[str, Any]) -> ModelConfig:
 
 
 def load_weights(model: nn.Module, state: dict[str, Any]) -> None:
-    """Load the checkpoint's weights strictly; a mismatch names the file and the keys."""
-    try:
-        unwrap(model).load_state_dict(state["model"], strict=True)
-    except RuntimeError as exc:
+    """Load the checkpoint's weights strictly; a mismatch is one line naming the file and the
+    first missing and unexpected keys (or the first shape that differs)."""
+    where = state.get("path", "<checkpoint>")
+    net = unwrap(model)
+    variant = getattr(getattr(net, "config", None), "variant", type(net).__name__)
+    expected, held = list(net.state_dict()), state["model"]
+    missing = [k for k in expected if k not in held]
+    unexpected = [k for k in held if k not in set(expected)]
+    if missing or unexpected:
+        parts = [f"missing keys {_first_keys(missing)}"] if missing else []
+        parts += [f"unexpected keys {_first_keys(unexpected)}"] if unexpected else []
         raise CheckpointError(
-            f"{state.get('path', '<checkpoint>')}: weights do not fit the model: {exc}"
+            f"{where}: cannot {MODEL_USE}: its weights do not fit the model "
+            f"({variant}): {'; '.join(parts)}"
+        )
+    try:
+        net.load_state_dict(held, strict=True)
+    except RuntimeError as exc:  # shapes: "size mismatch for k: copying a param with shape ..."
+        detail = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
+        raise CheckpointError(
+            f"{where}: cannot {MODEL_USE}: its weights do not fit the model "
+            f"({variant}): {_first_keys(detail, 2) if detail else exc}"
         ) from None
 
 
@@ -114,7 +147,7 @@ def load_model(
     from ffcore.models.device import resolve_device
 
     map_location = resolve_device(map_location)  # an unavailable device is not a bad file
-    state = load_checkpoint(path, map_location)
+    state = load_checkpoint(path, map_location, use=MODEL_USE)
     model = build_from_config(model_config_of(state))
     load_weights(model, state)
     train_config = state.get("train_config", {})

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from ffcore.atomic import replacing
 from ffcore.detection.loss import LOSS_TERMS
 from ffcore.report import figures
 from ffcore.report.attention_maps import BlockAttention
@@ -209,7 +210,8 @@ def evaluate_phases(
         "phase"
     )
     out.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out / "ap_by_phase.csv")
+    with replacing(out / "ap_by_phase.csv") as tmp:
+        frame.to_csv(tmp)
     return frame
 
 

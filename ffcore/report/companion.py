@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ffcore import fingerprint as fp
+from ffcore.atomic import copy_file
 from ffcore.paths import FIGURES_DIR, repo_path
 from ffcore.report.figures import (
     FIT_TABLE,
@@ -452,7 +453,7 @@ def build_companion(
         missing = missing_inputs(figs)
         if not (figs / f"{PREAMBLE}.tex").is_file():  # \fftable and the packages
             missing.append(f"{PREAMBLE}.tex")
-            (figs / f"{PREAMBLE}.tex").write_text(latex_preamble())
+            (figs / f"{PREAMBLE}.tex").write_text(latex_preamble())  # atomic-ok: build folder
         tex = companion_tex(figs, profile, commit, dirty, date, missing)
         (build / f"{COMPANION}.tex").write_text(tex)
         for _ in range(2):  # the second pass resolves the contents and longtable widths
@@ -472,7 +473,7 @@ def build_companion(
         # the graphics pdflatex read, from its log: "<figures/name.pdf, id=.., ..>"
         included = tuple(dict.fromkeys(re.findall(rf"<{LATEX_DIR}/([^<>,\s]+)\.pdf", log)))
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(build / f"{COMPANION}.pdf", target)
+        copy_file(build / f"{COMPANION}.pdf", target)
     result = CompanionResult(
         target, pages, included, tex, table_scales(log), overfull_widths(log), tuple(missing)
     )

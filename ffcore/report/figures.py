@@ -47,6 +47,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
+from ffcore.atomic import replacing_all, write_text  # noqa: E402
 from ffcore.config import VARIANTS  # noqa: E402
 from ffcore.paths import FIGURES_DIR, repo_path  # noqa: E402
 from ffcore.schedule import PHASE_ORDER  # noqa: E402
@@ -217,12 +218,13 @@ def save_figure(
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.pdf", out / f"{name}.png"]
     entry = provenance.entry() if provenance is not None else None
-    for path in paths:
-        if provenance is not None:
-            metadata = provenance.metadata(path.suffix, entry)
-        else:
-            metadata = {"CreationDate": None} if path.suffix == ".pdf" else None
-        fig.savefig(path, metadata=metadata)
+    with replacing_all(paths) as temporaries:
+        for path, tmp in zip(paths, temporaries, strict=True):
+            if provenance is not None:
+                metadata = provenance.metadata(path.suffix, entry)
+            else:
+                metadata = {"CreationDate": None} if path.suffix == ".pdf" else None
+            fig.savefig(tmp, metadata=metadata)
     if provenance is not None:
         from ffcore.report.provenance import record
 
@@ -481,13 +483,14 @@ def save_table(
     out = repo_path(out_dir) if out_dir is not None else FIGURES_DIR
     out.mkdir(parents=True, exist_ok=True)
     csv, tex = out / f"{name}.csv", out / f"{name}.tex"
-    df.to_csv(csv, index=index)
-    written = [csv]
-    if latex:
-        # one comment line (a second line of a multi-line source would be read as LaTeX)
-        comment = f"% source: {' '.join(source.splitlines())}\n" if source else ""
-        tex.write_text(comment + latex_table(df, decimals=decimals, index=index))
-        written.append(tex)
+    written = [csv, tex] if latex else [csv]
+    with replacing_all(written) as temporaries:
+        df.to_csv(temporaries[0], index=index)
+        if latex:
+            # one comment line (a second line of a multi-line source would be read as LaTeX)
+            comment = f"% source: {' '.join(source.splitlines())}\n" if source else ""
+            with open(temporaries[1], "w", encoding="utf-8") as f:  # atomic-ok: a temporary
+                f.write(comment + latex_table(df, decimals=decimals, index=index))
     if provenance is not None:
         from ffcore.report.provenance import record
 
@@ -647,6 +650,6 @@ def write_latex_index(out_dir: str | Path | None = None) -> list[Path]:
     out = repo_path(out_dir) if out_dir is not None else FIGURES_DIR
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{PREAMBLE}.tex", out / f"{INDEX}.tex"]
-    paths[0].write_text(latex_preamble())
-    paths[1].write_text(latex_index(out))
+    write_text(paths[0], latex_preamble())
+    write_text(paths[1], latex_index(out))
     return paths

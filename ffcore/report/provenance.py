@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ffcore import fingerprint as fp
+from ffcore.atomic import temporary_pid, write_json
 from ffcore.paths import FIGURES_DIR, NOTEBOOKS_DIR, REPO_ROOT, repo_path
 
 PROVENANCE_FILE = "provenance.json"
@@ -204,11 +205,7 @@ def load(out_dir: str | Path | None = None) -> dict[str, Any]:
 
 
 def _write(out: Path, data: dict[str, Any]) -> Path:
-    path = out / PROVENANCE_FILE
-    tmp = out / (PROVENANCE_FILE + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
-    return path
+    return write_json(out / PROVENANCE_FILE, data, indent=1, sort_keys=True)
 
 
 def _store(paths: Iterable[Path], make_entry) -> None:
@@ -280,7 +277,7 @@ def exported_files(out_dir: str | Path | None = None) -> list[str]:
     return sorted(
         p.name
         for p in out.iterdir()
-        if p.is_file() and p.name not in INDEX_FILES and not p.name.endswith(".tmp")
+        if p.is_file() and p.name not in INDEX_FILES and temporary_pid(p.name) is None
     )
 
 

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ffcore.atomic import write_text
 from ffcore.pipeline import NOTEBOOK_NAMES
 
 INDEX = "index.html"
@@ -104,8 +105,8 @@ def build_site(
             titles[name] = None
             continue
         page = out / f"{name}.html"
-        page.write_text(notebook_page(path), encoding="utf-8")
+        write_text(page, notebook_page(path))
         site.pages[name] = page
         titles[name] = notebook_title(path)
-    site.index.write_text(_index(run, titles), encoding="utf-8")
+    write_text(site.index, _index(run, titles))
     return site

@@ -51,7 +51,7 @@ def state_dict_bytes(model: nn.Module, dtype: torch.dtype = torch.float32) -> in
     """Bytes of ``torch.save(state_dict)`` with floats stored as ``dtype`` (zip container
     overhead included: per-tensor records, 64-byte alignment, the pickled key list)."""
     buffer = io.BytesIO()
-    torch.save(_cast_state_dict(model, dtype), buffer)
+    torch.save(_cast_state_dict(model, dtype), buffer)  # atomic-ok: into memory
     return buffer.getbuffer().nbytes
 
 

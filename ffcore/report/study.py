@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
 
+from ffcore.atomic import replacing
 from ffcore.paths import FIGURES_DIR, repo_path
 from ffcore.report import figures
 from ffcore.report.numbers import Numbers, name_part
@@ -327,7 +328,8 @@ def export_study(
     src = {"source": source, "provenance": provenance}
 
     def csv_as(frame: pd.DataFrame, written: list[Path]) -> None:
-        frame.to_csv(written[0], index=False)  # machine-readable (save_table wrote for print)
+        with replacing(written[0]) as tmp:  # machine-readable (save_table wrote for print)
+            frame.to_csv(tmp, index=False)
         if provenance is not None:
             record([written[0]], provenance)
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from ffcore.atomic import replacing
 from ffcore.cpu_kernels import check_same_kernels
 from ffcore.paths import FIGURES_DIR, repo_path
 from ffcore.profiles import PROFILES
@@ -209,7 +210,8 @@ def write_per_seed(
     out = repo_path(out_dir) if out_dir is not None else FIGURES_DIR
     out.mkdir(parents=True, exist_ok=True)
     path = out / PER_SEED_FILE
-    sort_per_seed(with_defaults(results)[list(PER_SEED_COLUMNS)]).to_csv(path, index=False)
+    with replacing(path) as tmp:
+        sort_per_seed(with_defaults(results)[list(PER_SEED_COLUMNS)]).to_csv(tmp, index=False)
     return path
 
 

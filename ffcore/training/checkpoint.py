@@ -11,7 +11,6 @@ in the same folder, then ``os.replace``), so a crash never leaves a half-written
 
 from __future__ import annotations
 
-import os
 import random
 from enum import StrEnum
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ffcore.atomic import replacing
 from ffcore.config import to_dict
 from ffcore.models.checkpoint import FORMAT, FORMAT_VERSION, CheckpointError, unwrap
 from ffcore.schedule import Phase
@@ -104,15 +104,8 @@ def save_checkpoint(
         "global_step": int(global_step),
         "cpu_kernels": dict(cpu_kernels or {}),
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(path) as tmp:
+        torch.save(state, tmp)  # atomic-ok: a temporary
     return path
 
 

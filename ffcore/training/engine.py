@@ -24,8 +24,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
-import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -38,6 +36,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ffcore.atomic import copy_file
 from ffcore.config import DEFAULT_VARIANT, TrainConfig, to_dict
 from ffcore.cpu_kernels import kernel_record
 from ffcore.data.progress import progress_bar
@@ -131,7 +130,8 @@ def make_scheduler(
 
 
 def _validate(label_file: Path, info: DistInfo) -> None:
-    """Rank 0 checks the whole dataset (every image opened); all ranks raise its error."""
+    """Rank 0 checks the whole dataset (every image opened; a training set without a face is
+    an error: ``no_face_problem``); all ranks raise its error."""
     from ffcore.data.widerface import validate_dataset
 
     message = [None]
@@ -142,12 +142,7 @@ def _validate(label_file: Path, info: DistInfo) -> None:
         except ValueError as exc:
             message[0] = str(exc)
         else:
-            if report.faces == 0:  # every loss term would be 0: nothing is learned
-                message[0] = (
-                    f"{report.label_file}: none of its {report.images} images has a face; "
-                    "there is nothing to train on"
-                )
-            elif report.warnings:
+            if report.warnings:
                 shown = "\n  ".join(report.warnings[:10])
                 more = len(report.warnings) - 10
                 warnings.warn(
@@ -498,17 +493,31 @@ def _set_up(
 
 
 def _run_epochs(loop: PhaseLoop, plan: StartPlan, end_epoch: int, resume_net: str | None) -> None:
-    """Epochs ``plan.start_epoch`` .. ``end_epoch`` (0-based, exclusive): train, save
-    ``latest.pth`` (and at the phase's last epoch the final checkpoint), log the epoch row."""
+    """Epochs ``plan.start_epoch`` .. ``end_epoch`` (0-based, exclusive): train, log the epoch
+    row, then save ``latest.pth`` (and at the phase's last epoch the final checkpoint).
+
+    The row goes first: a kill between the two leaves a row past the checkpoint's epoch, which
+    the resume drops (``History`` keeps the rows up to its checkpoint's epoch) and logs again
+    when it trains that epoch again. A row missing at the checkpoint's epoch (a kill after the
+    checkpoint by a version that wrote the row last) is made again from the checkpoint's
+    weights and the logged iterations (``_restore_epoch_row``)."""
     phase, info, history, probe = loop.phase, loop.info, loop.history, loop.probe
     iters = len(loop.loader)
     latest = loop.out_dir / LATEST
     last_good = resume_net
     if plan.start_epoch == 0:
         history.add_epoch(_epoch_row(phase, 0, math.nan, loop, probe, math.nan, 0.0))
+    elif plan.kind.continues:
+        _restore_epoch_row(plan.start_epoch, history, loop, probe)
     for epoch in range(plan.start_epoch, end_epoch):
         tick = time.perf_counter()
         lr = train_one_epoch(loop, epoch, last_good)
+        history.add_epoch(
+            _epoch_row(
+                phase, epoch + 1, history.train_mean(epoch + 1), loop, probe, lr,
+                time.perf_counter() - tick,
+            )
+        )  # fmt: skip
         if info.main:
             done_steps = plan.step_offset + (epoch + 1) * iters
             save_checkpoint(latest, epoch=epoch + 1, global_step=done_steps, **loop.save)
@@ -517,35 +526,31 @@ def _run_epochs(loop: PhaseLoop, plan: StartPlan, end_epoch: int, resume_net: st
         if info.enabled:
             dist.barrier()
         last_good = str(latest)
-        history.add_epoch(
-            _epoch_row(
-                phase, epoch + 1, history.train_mean(epoch + 1), loop, probe, lr,
-                time.perf_counter() - tick,
-            )
-        )  # fmt: skip
     if plan.kind is Start.FINISH and info.main:
-        _finish_phase(Path(resume_net), loop.final, history, loop, probe)
+        _finish_phase(Path(resume_net), loop.final)
 
 
-def _finish_phase(
-    latest: Path, final: Path, history: History, loop: PhaseLoop, probe: Probe | None
-) -> None:
+def _restore_epoch_row(epoch: int, history: History, loop: PhaseLoop, probe: Probe | None) -> None:
+    """The ``epochs.csv`` row of ``epoch`` (the continued checkpoint's) when it is missing: the
+    training mean and last learning rate from ``history.csv``, the probe losses of the
+    checkpoint's weights (those the row was computed from), ``seconds`` unknown (NaN). A
+    folder without that epoch's iterations (a checkpoint trained elsewhere) gets no row: a row
+    of NaN would read as a measurement."""
+    if not loop.info.main or history.has_epoch(epoch):
+        return
+    train_total = history.train_mean(epoch)
+    if math.isnan(train_total):
+        return
+    history.add_epoch(
+        _epoch_row(loop.phase, epoch, train_total, loop, probe, history.last_lr(), math.nan)
+    )
+
+
+def _finish_phase(latest: Path, final: Path) -> None:
     """Complete what a kill after the last ``latest.pth`` left undone: the final checkpoint (the
-    same state as ``latest``, copied atomically) and the last ``epochs.csv`` row."""
+    same state as ``latest``, copied atomically; its ``epochs.csv`` row: ``_restore_epoch_row``)."""
     if latest.resolve() != final.resolve():
-        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-        try:
-            shutil.copyfile(latest, tmp)
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
-    if not history.has_epoch(loop.epochs):
-        lr = history.last_lr()
-        history.add_epoch(
-            _epoch_row(
-                loop.phase, loop.epochs, history.train_mean(loop.epochs), loop, probe, lr, math.nan
-            )
-        )
+        copy_file(latest, final)
 
 
 def _epoch_row(

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
+from ffcore.atomic import copy_file, write_json
 from ffcore.paths import repo_path
 from ffcore.pipeline import PHASE_NOTEBOOKS
 from ffcore.schedule import get_phase
@@ -83,8 +83,8 @@ def write_result(run_dir: str | os.PathLike[str], result: Any, **extra: Any) -> 
     root = repo_path(run_dir)
     out = result_path(root, result.phase).parent
     out.mkdir(parents=True, exist_ok=True)
-    history = shutil.copyfile(result.history_csv, out / "history.csv")
-    epochs = shutil.copyfile(result.epochs_csv, out / "epochs.csv")
+    history = copy_file(result.history_csv, out / "history.csv")
+    epochs = copy_file(result.epochs_csv, out / "epochs.csv")
     data = {
         "phase": result.phase,
         "checkpoint": _relative(result.checkpoint, root),
@@ -100,8 +100,4 @@ def write_result(run_dir: str | os.PathLike[str], result: Any, **extra: Any) -> 
         "onednn_isa": getattr(result, "onednn_isa", None),
         **extra,
     }
-    path = out / RESULT_FILE
-    tmp = path.with_name(RESULT_FILE + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
-    return path
+    return write_json(out / RESULT_FILE, data)

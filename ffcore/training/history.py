@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ffcore.atomic import replacing
 from ffcore.detection.loss import LOSS_TERMS
 from ffcore.schedule import PHASE_ORDER
 
@@ -42,11 +42,17 @@ EPOCH_COLUMNS: tuple[str, ...] = (
 )
 
 
+def _complete_lines(path: Path) -> list[str]:
+    """The lines of ``path`` up to its last newline: an append cut short (disk full) leaves an
+    unfinished last line, which is not a row."""
+    text = path.read_text(encoding="utf-8")
+    return text[: text.rfind("\n") + 1].splitlines(keepends=True)
+
+
 def _read_rows(path: Path, keep_epochs: int) -> list[dict[str, Any]]:
     if keep_epochs <= 0 or not path.is_file():
         return []
-    with open(path, newline="") as f:
-        return [r for r in csv.DictReader(f) if int(r["epoch"]) <= keep_epochs]
+    return [r for r in csv.DictReader(_complete_lines(path)) if int(r["epoch"]) <= keep_epochs]
 
 
 def remove_event_files(tb_dir: Path) -> list[Path]:
@@ -79,6 +85,7 @@ def read_epoch_rows(epochs_csv: Path) -> list[dict[str, Any]]:
 
 
 def _count_rows(path: Path) -> int:
+    """Rows, counting an unfinished last line (so that a cut file is rewritten)."""
     with open(path, newline="") as f:
         return sum(1 for _ in csv.DictReader(f))
 
@@ -94,18 +101,14 @@ class _Table:
         path.parent.mkdir(parents=True, exist_ok=True)
         if self.rows and _header(path) == list(columns) and _count_rows(path) == len(self.rows):
             return  # nothing to drop: append
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "w", newline="") as f:
-                w = csv.DictWriter(f, columns)
-                w.writeheader()
-                w.writerows(self.rows)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with replacing(path) as tmp, open(tmp, "w", newline="") as f:  # atomic-ok: a temporary
+            w = csv.DictWriter(f, columns)
+            w.writeheader()
+            w.writerows(self.rows)
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
+        # atomic-ok: one row per append; a row cut short is dropped on resume (_complete_lines)
         with open(self.path, "a", newline="") as f:
             csv.DictWriter(f, self.columns).writerow(row)
 

@@ -19,6 +19,8 @@ import warnings
 from pathlib import Path
 from types import TracebackType
 
+from ffcore.atomic import temporary_pid
+
 LOCK_NAME = ".lock"
 _UNWRITTEN_GRACE_S = 10.0  # an empty lock younger than this is a run that is just starting
 
@@ -75,7 +77,7 @@ class PhaseLock:
             except FileExistsError:
                 self._handle_existing()
                 continue
-            with os.fdopen(fd, "w") as f:
+            with os.fdopen(fd, "w") as f:  # atomic-ok: the lock, created exclusively
                 json.dump({"pid": os.getpid(), "host": self.host, "started": time.time()}, f)
             self.held = True
             remove_stray_temporaries(self.folder)
@@ -144,13 +146,15 @@ class PhaseLock:
 
 
 def remove_stray_temporaries(folder: str | Path) -> list[Path]:
-    """Remove ``.<name>.<pid>.tmp`` files (half-written checkpoints) of processes that are no
-    longer running; returns what was removed, each with a warning."""
+    """Remove the temporary files (``ffcore.atomic``: ``.<name>.<pid>.tmp[.suffix]``, half-written
+    checkpoints and logs) of processes that are no longer running; returns what was removed,
+    each with a warning."""
     removed = []
-    for tmp in Path(folder).glob(".*.tmp"):
-        pid_text = tmp.name.removesuffix(".tmp").rpartition(".")[2]
-        if not pid_text.isdigit() or pid_alive(int(pid_text)):
+    for tmp in Path(folder).glob(".*.tmp*"):
+        pid = temporary_pid(tmp.name)
+        if pid is None or pid_alive(pid):
             continue
+        pid_text = str(pid)
         tmp.unlink(missing_ok=True)
         removed.append(tmp)
         warnings.warn(
