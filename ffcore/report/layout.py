@@ -227,6 +227,7 @@ SECTIONS: tuple[Section, ...] = (
         (
             Item("ablation_study", "ablation_study"),
             Item("ablation_forest", "ablation_comparisons"),
+            Item(table="ablation_equivalence", optional=True),
             Item("ablation_phases", "ablation_phases", optional=True),
             Item(table="ablation_phase3", optional=True),
             Item(table="ablation_phase3_variants", optional=True),
