@@ -481,6 +481,70 @@ def test_variance_decomposition_training_part_is_never_negative() -> None:
     assert (v["training (seed) sd"] == 0).all()
 
 
+def test_grid_numbers_for_the_readme() -> None:
+    """The README's study numbers (spans, variance steps, correlation, cost, the 1-point plan)
+    against numpy, scipy and statsmodels on a two-configuration grid."""
+    from ffcore.report.numbers import Numbers
+
+    u = np.array([-0.02, 0.01, 0.0, 0.01])  # CBAM's own seed effect: d = T - u
+    frame = _per_seed_frame(("cbam_phased", "eca_cbam_phased"))
+    cbam = frame.configuration == "cbam_phased"
+    for column in ("ap", "ap_half_a", "ap_half_b", "ap_first96"):
+        frame.loc[cbam, column] += u[frame.seed[cbam]] + 0.03  # and 3 points above on average
+    frame["train_cpu_seconds"] = 150.0 + 10 * frame.seed + 5 * cbam
+    numbers = Numbers("08_ablation_study", "study")
+    register_numbers(numbers, frame, frame.iloc[0:0])  # no comparisons: the grid's numbers only
+
+    def sd(x) -> float:
+        return 100 * float(np.std(x, ddof=1))
+
+    assert numbers["StudyCells"].value == 8 and numbers["StudyVarianceTests"].value == 3
+    assert numbers["StudyApSpanEasy"].text == "50.0-53.0"  # 0.5 + mean T (0) vs 0.5 + 0.03
+    assert numbers["StudyApSpanHard"].text == "70.0-73.0"
+    d, halves = T - u, 2 * E
+    assert numbers["StudySdAllMedium"].value == pytest.approx(sd(d))
+    assert numbers["StudySdEvaluationMedium"].value == pytest.approx(sd(halves) / 2)
+    assert numbers["StudySdTrainingMedium"].value == pytest.approx(
+        math.sqrt(sd(d) ** 2 - (sd(halves) / 2) ** 2)
+    )
+    assert numbers["StudySdFirstNinetySixMedium"].value == pytest.approx(sd(d + 3 * E))
+    assert sd(d) ** 2 - (sd(halves) / 2) ** 2 > (sd(halves) / 2) ** 2  # training dominates
+    assert numbers["StudyTrainingNoiseSubsets"].value == "easy, medium and hard"
+    r = stats.pearsonr(0.5 + T, 0.5 + u).statistic
+    assert numbers["StudyPairingCorrelation"].value == pytest.approx(r)
+    assert r < 0 and numbers["StudyPairingNegative"].value == 3  # one comparison, 3 subsets
+    train = 150.0 + 10 * np.arange(4)
+    cells_train = np.concatenate([train + 5, train])
+    assert numbers["StudyCellTrainCpuMean"].value == pytest.approx(cells_train.mean())
+    assert numbers["StudyCellTrainCpuSd"].value == pytest.approx(np.std(cells_train, ddof=1))
+    assert numbers["StudyCellEvalCpuSd"].value == 0
+    # the plan: paired sd of d, seeds by the t half-width and by statsmodels' power
+    target = 1.0
+    half = next(n for n in range(2, 1000)
+                if stats.t.ppf(0.975, n - 1) * sd(d) / math.sqrt(n) <= target)  # fmt: skip
+    power = math.ceil(TTestPower().solve_power(effect_size=target / sd(d), alpha=0.05,
+                                               power=0.8) - 1e-9)  # fmt: skip
+    assert numbers["StudyPlanSdHard"].value == pytest.approx(sd(d))
+    assert numbers["StudyPlanSeedsHalfWidthEasy"].value == half
+    assert numbers["StudyPlanSeedsPowerEasy"].value == power
+    seeds = max(half, power, 2)
+    cpu = cells_train.mean() + 10.0
+    assert numbers["StudyPlanSeeds"].value == seeds
+    assert numbers["StudyPlanCells"].value == 5 * seeds
+    assert numbers["StudyPlanCellCpu"].value == pytest.approx(cpu)
+    # 2 cells at a time on 2 cores: one core a cell (of its 2 threads); 40 tasks of 2 threads
+    assert numbers["StudyPlanLocalHours"].value == pytest.approx(
+        math.ceil(5 * seeds / 2) * cpu / 3600
+    )
+    assert numbers["StudyPlanSlurmHours"].value == pytest.approx(
+        math.ceil(5 * seeds / 40) * cpu / 2 / 3600
+    )
+    assert numbers["StudyPlanHalfWidthSeeds"].value == half
+    assert numbers["StudyPlanHalfWidthHours"].value == pytest.approx(
+        math.ceil(5 * half / 2) * cpu / 3600
+    )
+
+
 # -- the per-seed CSV is the source ---------------------------------------------------------
 def _result(conf: str, seed: int, new: bool) -> dict:
     r = {

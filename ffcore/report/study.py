@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
+from scipy import stats
 
 from ffcore.atomic import replacing
 from ffcore.paths import FIGURES_DIR, repo_path
@@ -38,10 +40,13 @@ from ffcore.report.study_stats import (
     EQUIVALENCE_MARGIN,
     cost_table,
     paired_differences,
+    pairing_correlation,
     phase3_gain,
     phase3_variants,
+    plan_study,
     schedule_table,
     summarize,
+    variance_components,
     variance_decomposition,
 )
 from ffcore.report.study_story import Story, register_story, story
@@ -51,6 +56,11 @@ if TYPE_CHECKING:
     from ffcore.report.provenance import RunInfo
 
 GOAL_POINTS = 1.0  # the 95 % half-width the study was sized for (`study --plan --target 1.0`)
+# The machines the README's plan is stated for: the committed grid's (2 cells at a time on 2
+# cores) and a SLURM array of 40 one-core tasks.
+PLAN_JOBS = 2
+PLAN_CORES = 2
+PLAN_SLURM_TASKS = 40
 SUBSET_COLORS = dict(zip(SUBSETS, figures.sns.color_palette(figures.PALETTE, 3), strict=True))
 
 
@@ -430,7 +440,8 @@ def register_numbers(
     count, per subset the resolution (median paired 95 % half-width, median detectable
     difference), per comparison and subset (``<A>Minus<B><Subset>``, prefixed ``TwoX`` for the
     2x schedule) the difference, its interval, the Holm p and the verdict, for ECA-CBAM - CBAM
-    the equivalence p and verdict, and the story's paragraphs (``StudyStory<Part>``)."""
+    the equivalence p and verdict, the story's paragraphs (``StudyStory<Part>``) and the grid's
+    spans, variance steps, cost and 1-point plan (``_register_grid``)."""
     names = profiles(results)
     first = final_rows(results, names[0])
     numbers.add("StudySeeds", int(first["seed"].nunique()), "{:d}", "seeds",
@@ -441,6 +452,7 @@ def register_numbers(
                 "equivalence margin of ECA-CBAM - CBAM (declared before the data)")  # fmt: skip
     if told is not None:
         register_story(numbers, told)
+    _register_grid(numbers, first)
     if diffs.empty:
         return
     mine = diffs[diffs.profile == names[0]]
@@ -478,3 +490,83 @@ def register_numbers(
                         f"{what}: TOST p (the larger one-sided p)")  # fmt: skip
             numbers.add(f"{base}Equivalence", r.equivalence_verdict, unit="",
                         description=f"{what}: equivalence verdict")  # fmt: skip
+
+
+def _listed(words: list[str]) -> str:
+    """``["a", "b", "c"]`` -> ``"a, b and c"``."""
+    return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
+
+
+def _span(values: pd.Series) -> str:
+    return f"{values.min():.1f}-{values.max():.1f}"
+
+
+def _register_grid(numbers: Numbers, first: pd.DataFrame) -> None:
+    """The first profile's grid, in AP points unless said: the span over configurations of mean
+    AP, the variance steps (median over ``VARIANCE_FAMILY`` of the paired sd on the first 96 val
+    images and on all of them, of its evaluation and training parts), the pairing correlation,
+    the CPU seconds of a cell, and the seeds, cells and hours of the 1-point plan
+    (``plan_study`` on ``PLAN_JOBS`` cells at a time on ``PLAN_CORES`` cores and on
+    ``PLAN_SLURM_TASKS`` tasks)."""
+    cells = first.drop_duplicates(["configuration", "seed"])
+    numbers.add("StudyCells", len(cells), "{:d}", "cells", "cells of the ablation grid")
+    for column, word in (("train_cpu_seconds", "Train"), ("eval_cpu_seconds", "Eval")):
+        seconds = cells[column].dropna() if column in cells else pd.Series(dtype=float)
+        if len(seconds) > 1:
+            numbers.add(f"StudyCell{word}CpuMean", float(seconds.mean()), "{:.0f}", "CPU s",
+                        f"{column} per cell: mean over the cells")  # fmt: skip
+            numbers.add(f"StudyCell{word}CpuSd", float(seconds.std(ddof=1)), "{:.0f}", "CPU s",
+                        f"{column} per cell: sd over the cells")  # fmt: skip
+    mean_ap = 100 * first.groupby(["subset", "configuration"])["ap"].mean()
+    for subset in [s for s in SUBSETS if s in mean_ap.index.get_level_values(0)]:
+        numbers.add(f"StudyApSpan{name_part(subset)}", _span(mean_ap[subset]), unit="AP (%)",
+                    description=f"lowest-highest mean AP over the configurations, {subset}")  # fmt: skip
+    parts = variance_components(first)
+    if parts.empty or parts["paired sd"].isna().all():
+        return
+    numbers.add("StudyVarianceTests", len(parts), "{:d}", "tests",
+                "tests (comparison x subset) of the variance family (VARIANCE_FAMILY)")  # fmt: skip
+    steps = parts.drop(columns="comparison").groupby("subset").median()
+    for subset in [s for s in SUBSETS if s in steps.index]:
+        word = name_part(subset)
+        for column, step in (("paired sd, first 96", "FirstNinetySix"), ("paired sd", "All"),
+                             ("evaluation sd", "Evaluation"), ("training sd", "Training")):  # fmt: skip
+            numbers.add(f"StudySd{step}{word}", float(steps.loc[subset, column]), "{:.2f}",
+                        "AP points", f"median {column} over the variance family, {subset}")  # fmt: skip
+    numbers.add("StudyEvaluationSdSpan", _span(steps["evaluation sd"]), unit="AP points",
+                description="lowest-highest median evaluation sd over the subsets")  # fmt: skip
+    training = [s for s in SUBSETS if s in steps.index
+                and steps.loc[s, "training sd"] > steps.loc[s, "evaluation sd"]]  # fmt: skip
+    numbers.add("StudyTrainingNoiseSubsets", _listed(training) or "no subset", unit="",
+                description="subsets whose median training sd exceeds the evaluation sd")  # fmt: skip
+    with warnings.catch_warnings():  # a constant AP over seeds has no correlation: NaN, left out
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        r = pairing_correlation(first)["r"].dropna()
+    numbers.add("StudyPairingCorrelation", float(r.median()), "{:.2f}", "",
+                "median over the variance family of the correlation over seeds")  # fmt: skip
+    numbers.add("StudyPairingNegative", int((r < 0).sum()), "{:d}", "tests",
+                "tests of the variance family with a negative correlation over seeds")  # fmt: skip
+    plan = plan_study(first, GOAL_POINTS, PLAN_JOBS, PLAN_CORES, PLAN_SLURM_TASKS)
+    for subset, row in plan.per_subset.iterrows():
+        word = name_part(subset)
+        numbers.add(f"StudyPlanSd{word}", float(row["paired sd (AP points)"]), "{:.2f}",
+                    "AP points", f"median paired sd over the family, {subset}")  # fmt: skip
+        numbers.add(f"StudyPlanSeedsHalfWidth{word}", int(row["seeds for half-width"]), "{:d}",
+                    "seeds", f"seeds for a 1-point 95 % half-width, {subset}")  # fmt: skip
+        numbers.add(f"StudyPlanSeedsPower{word}", int(row["seeds for 80% power"]), "{:d}",
+                    "seeds", f"seeds for 80 % power at 1 point, {subset}")  # fmt: skip
+    numbers.add("StudyPlanSeeds", plan.seeds, "{:d}", "seeds", "seeds of the 1-point plan")
+    numbers.add("StudyPlanCells", plan.cells, "{:d}", "cells", "cells of the 1-point plan")
+    numbers.add("StudyPlanCellCpu", plan.cell_cpu_seconds, "{:.0f}", "CPU s",
+                "training + evaluation CPU seconds of a cell (mean over the pilot)")  # fmt: skip
+    numbers.add("StudyPlanLocalHours", plan.local_wall_seconds / 3600, "{:.1f}", "h",
+                f"the plan's wall time, {PLAN_JOBS} cells at a time on {PLAN_CORES} cores")  # fmt: skip
+    numbers.add("StudyPlanSlurmHours", (plan.slurm_wall_seconds or math.nan) / 3600, "{:.1f}",
+                "h", f"the plan's wall time on {PLAN_SLURM_TASKS} SLURM tasks")  # fmt: skip
+    half_seeds = int(plan.per_subset["seeds for half-width"].max())
+    per_cell_wall = plan.local_wall_seconds / math.ceil(plan.cells / plan.jobs)
+    half_hours = math.ceil(plan.configurations * half_seeds / plan.jobs) * per_cell_wall / 3600
+    numbers.add("StudyPlanHalfWidthSeeds", half_seeds, "{:d}", "seeds",
+                "seeds for a 1-point 95 % half-width on every subset")  # fmt: skip
+    numbers.add("StudyPlanHalfWidthHours", half_hours, "{:.1f}", "h",
+                f"wall time of those seeds, {PLAN_JOBS} cells at a time on {PLAN_CORES} cores")  # fmt: skip
