@@ -119,7 +119,10 @@ def git_state(repo: str | Path = REPO_ROOT) -> tuple[str | None, bool | None]:
 
 
 def versions() -> dict[str, str | None]:
-    """python, torch, numpy, onnxruntime versions (None: not installed). Imports torch."""
+    """Versions of python and of the packages that decide a run's numbers (None: not
+    installed): torch and torchvision (kernels), numpy, opencv-python and pillow (decoding and
+    augmentation), scipy (the .mat ground truth), onnxruntime (export). Two machines with the
+    same code and kernel pin gave different smoke AP: what differs must be on record."""
     from importlib.metadata import PackageNotFoundError, version
 
     def of(name: str) -> str | None:
@@ -131,7 +134,11 @@ def versions() -> dict[str, str | None]:
     return {
         "python": platform.python_version(),
         "torch": of("torch"),
+        "torchvision": of("torchvision"),
         "numpy": of("numpy"),
+        "opencv-python": of("opencv-python"),
+        "pillow": of("pillow"),
+        "scipy": of("scipy"),
         "onnxruntime": of("onnxruntime"),
     }
 

@@ -58,7 +58,9 @@ def test_entries_are_complete_and_fresh(world) -> None:
     assert e["notebook"] == "09_test" and e["parameters"] == {"profile": "ci", "seed": 0}
     assert e["checkpoints"] == {str(world["ckpt"]): fp.sha256_file(world["ckpt"])}
     assert e["ffcore_files"] == ["report/a.py"]
-    assert set(e["versions"]) == {"python", "torch", "numpy", "onnxruntime"}
+    assert set(e["versions"]) == {
+        "python", "torch", "torchvision", "numpy", "opencv-python", "pillow", "scipy", "onnxruntime",
+    }  # fmt: skip
     assert {"ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "MKL_CBWR", "torch_cpu_capability"} <= set(
         e["cpu_kernels"]
     )
