@@ -726,6 +726,14 @@ def _add_figures(p: argparse.ArgumentParser) -> None:
     p.add_argument("--commit", help="with --record: the git commit they were made at")
     p.add_argument("--profile", default="smoke", help="with --record: their run's profile")
     p.add_argument("--note", default="", help="with --record: how they were made")
+    p.add_argument(
+        "--threads", type=int, default=None, help="with --record: the torch threads they ran with"
+    )
+    p.add_argument(
+        "--cpu-capability",
+        default=None,
+        help="with --record: the CPU kernel level they ran with (e.g. AVX2)",
+    )
 
 
 def _run_figures(args: argparse.Namespace) -> int:
@@ -742,7 +750,9 @@ def _run_figures(args: argparse.Namespace) -> int:
         provenance.record_existing(
             [repo_path(args.dir) / Path(f).name for f in args.record],
             source=args.source, commit=args.commit, profile=args.profile,
-            note=args.note or f"made by {args.source}",
+            note=args.note or f"made by {args.source}", threads=args.threads,
+            cpu_kernels=None if args.cpu_capability is None
+            else {"torch_cpu_capability": args.cpu_capability},
         )  # fmt: skip
         print(f"recorded {len(args.record)} file(s) in {repo_path(args.dir) / 'provenance.json'}")
         return 0

@@ -134,6 +134,18 @@ def test_recorded_after_the_fact_is_stale_with_its_commit(world) -> None:
     assert "recorded after the fact from commit abbb520" in reason
 
 
+def test_recorded_after_the_fact_keeps_the_environment_it_ran_in(world) -> None:
+    # the per-seed CSV: exported by notebook 08, computed by cells of their own kernel level
+    out = world["out"]
+    (out / "per_seed.csv").write_text("a\n1\n")
+    args = ["figures", "--dir", str(out), "--record", "per_seed.csv", "--source", "ffcore study",
+            "--commit", "527aac2", "--profile", "study", "--threads", "1",
+            "--cpu-capability", "AVX2"]  # fmt: skip
+    assert main(args) == 0
+    entry = provenance.load(out)["files"]["per_seed.csv"]
+    assert entry["threads"] == 1 and entry["cpu_kernels"] == {"torch_cpu_capability": "AVX2"}
+
+
 def test_record_refuses_without_commit_or_file(world) -> None:
     with pytest.raises(ValueError, match="commit"):
         provenance.record_existing([world["out"] / "ap.csv"], "x", "", "ci", "note")

@@ -236,10 +236,13 @@ def record_existing(
     note: str,
     parameters: Mapping[str, Any] | None = None,
     data_root: str | None = None,
+    threads: int | None = None,
+    cpu_kernels: Mapping[str, Any] | None = None,
 ) -> None:
     """Enter files that were written without provenance (by a command, or at an older commit)
     as they are: their bytes' sha256, what wrote them (``source``), the commit they were made
-    at and a ``note``. Their code inputs are unknown, so ``check`` reports them as
+    at, a ``note`` and, when known, the torch ``threads`` and ``cpu_kernels`` they ran with
+    (e.g. the study cells' level for the per-seed CSV, not the exporting process's). Their code inputs are unknown, so ``check`` reports them as
     recorded-after-the-fact until the source runs again."""
     files = [repo_path(p) for p in paths]
     missing = [str(p) for p in files if not p.is_file()]
@@ -261,8 +264,8 @@ def record_existing(
         "git_commit": commit,
         "git_dirty": None,
         "versions": {},
-        "cpu_kernels": {},
-        "threads": None,
+        "cpu_kernels": dict(cpu_kernels or {}),
+        "threads": threads,
         "checkpoint_cpu_kernels": {},
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "recorded_after_the_fact": note,
