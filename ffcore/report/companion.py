@@ -456,7 +456,7 @@ def build_companion(
             (figs / f"{PREAMBLE}.tex").write_text(latex_preamble())  # atomic-ok: build folder
         tex = companion_tex(figs, profile, commit, dirty, date, missing)
         (build / f"{COMPANION}.tex").write_text(tex)
-        for _ in range(2):  # the second pass resolves the contents and longtable widths
+        for _ in range(3):  # contents, lists of figures and longtable widths settle by the third
             proc = subprocess.run(
                 [exe, "-interaction=nonstopmode", "-halt-on-error", f"{COMPANION}.tex"],
                 cwd=build, capture_output=True, text=True, timeout=600,
