@@ -336,7 +336,9 @@ def companion_tex(
     """The document: title page, contents and lists, missing inputs, Findings, one section per
     notebook (``layout.SECTIONS``), other files, numbers, provenance."""
     numbers = (
-        rf"\input{{{LATEX_DIR}/{NUMBERS_TABLE}}}"
+        # one size smaller than the table asks for: its name column is as wide as the longest
+        # number name (an unbreakable CamelCase word), which ran 12 pt past the margin
+        rf"\begingroup\let\footnotesize\scriptsize\input{{{LATEX_DIR}/{NUMBERS_TABLE}}}\endgroup"
         if (figures_dir / f"{NUMBERS_TABLE}.tex").is_file()
         else rf"\noindent No \texttt{{{latex_escape(f'{LATEX_DIR}/{NUMBERS_TABLE}.tex')}}} was found: the table "
         "of numbers is not part of this build."
@@ -425,7 +427,7 @@ def build_companion(
     strict: bool = False,
 ) -> CompanionResult:
     """Compile the companion of ``figures_dir`` (default ``figures/``) into ``out`` (default
-    ``<figures_dir>/companion.pdf``) with two pdflatex passes in a temporary folder. Missing
+    ``<figures_dir>/companion.pdf``) with three pdflatex passes in a temporary folder. Missing
     inputs are framed in the PDF and listed in the result; ``strict``: raise ``MissingInputs``
     naming them (after writing the PDF)."""
     src = repo_path(figures_dir) if figures_dir is not None else FIGURES_DIR
