@@ -23,15 +23,19 @@ $(STAMP): pyproject.toml
 reproduce: $(STAMP)
 	$(PY) -m ffcore reproduce --profile $(PROFILE) --out $(OUT) --device $(DEVICE) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(FORCE),--force)
 
-# The ablation grid (5 configurations x 8 seeds, study profile), then notebook 08 reports it
-# (`make reproduce` also executes 08, from the committed per-seed CSV, beside 01-07).
+# The ablation study, then notebook 08 reports it (`make reproduce` also executes 08, from the
+# committed per-seed CSV, beside 01-07): the 1x grid (5 configurations x SEEDS seeds, study
+# profile, AP after every phase, the phase-3 variants of the thesis configuration) and the 2x
+# grid (4 configurations, every phase twice as long), each a study folder under runs/ablation.
 # Cells are resumable: re-running continues a killed study. JOBS cells run at once, one torch
 # thread each (bit-exact on re-run).
 JOBS ?= 2
 SEEDS ?= 8
+STUDY = $(PY) -m ffcore study --seeds $(SEEDS) --jobs $(JOBS) --threads 1 --device $(DEVICE)
 study: $(STAMP)
-	$(PY) -m ffcore study --profile study --seeds $(SEEDS) --out runs/study --jobs $(JOBS) --threads 1 --device $(DEVICE)
-	$(PY) -m papermill -k python3 --cwd notebooks notebooks/08_ablation_study.ipynb runs/study/08_ablation_study.ipynb -p run_dir runs/study -p device $(DEVICE)
+	$(STUDY) --profile study --out runs/ablation/study --phase3-variants no_mixup,no_dropout,no_regularisers
+	$(STUDY) --profile study_2x --out runs/ablation/study_2x --configurations none cbam_phased eca_cbam_phased eca_cbam_joint
+	$(PY) -m papermill -k python3 --cwd notebooks notebooks/08_ablation_study.ipynb runs/ablation/08_ablation_study.ipynb -p run_dir runs/ablation -p device $(DEVICE)
 
 # The executed notebooks of a run (OUT, default runs/smoke) as a static site: OUT/html/index.html
 # links 01-08, figures embedded; readable without running anything. Run `make reproduce` first.

@@ -975,7 +975,6 @@ def _name_list(text: str) -> tuple[str, ...]:
 
 
 def _add_study(p: argparse.ArgumentParser) -> None:
-    from ffcore.paths import REPO_ROOT
     from ffcore.schedule import AS_SPECIFIED, PHASE3_VARIANTS
     from ffcore.study import CONFIGURATIONS, SlurmOptions
 
@@ -1008,8 +1007,9 @@ def _add_study(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out",
         type=_cwd_path,
-        default=REPO_ROOT / "runs" / "study",
-        help="study folder, one sub-folder per cell (default: the repository's runs/study)",
+        default=None,
+        help="study folder, one sub-folder per cell (default: the repository's "
+        "runs/ablation/<profile>, where notebook 08 reads it)",
     )
     p.add_argument(
         "--data-root",
@@ -1060,17 +1060,29 @@ def _add_study(p: argparse.ArgumentParser) -> None:
     slurm.add_argument("--array-parallelism", type=int, default=SlurmOptions.array_parallelism)
 
 
+def _study_out(args: argparse.Namespace) -> Path:
+    """``--out``, else the profile's study folder under runs/ablation (one per schedule)."""
+    from ffcore.paths import REPO_ROOT, repo_path
+
+    return (
+        repo_path(args.out)
+        if args.out is not None
+        else REPO_ROOT / "runs" / "ablation" / args.profile
+    )
+
+
 def _plan_study(args: argparse.Namespace) -> int:
     from ffcore.paths import repo_path
     from ffcore.report.study_frame import has_results, load_results, read_per_seed
     from ffcore.report.study_stats import plan_study
 
+    out = _study_out(args)
     if args.per_seed is not None:
         pilot = read_per_seed(repo_path(args.per_seed))
-    elif has_results(repo_path(args.out)):
-        pilot = load_results(repo_path(args.out), allow_mixed_kernels=args.allow_mixed_kernels)
+    elif has_results(out):
+        pilot = load_results(out, allow_mixed_kernels=args.allow_mixed_kernels)
     else:
-        raise FileNotFoundError(f"--plan needs a pilot: no results under {args.out}; "
+        raise FileNotFoundError(f"--plan needs a pilot: no results under {out}; "
                                 "run a few seeds first or pass --per-seed CSV")  # fmt: skip
     plan = plan_study(pilot, args.target, jobs=args.jobs, slurm_tasks=args.slurm_tasks,
                       configurations=len(args.configurations))  # fmt: skip
@@ -1113,7 +1125,7 @@ def _run_study(args: argparse.Namespace) -> int:
         data_root = ensure_dataset(profile=args.profile)
     else:
         data_root = repo_path(args.data_root)
-    out = repo_path(args.out)
+    out = _study_out(args)
     spec = StudySpec(args.profile, str(out), str(data_root), args.device, threads=args.threads,
                      phase3_variants=args.phase3_variants,
                      phase3_configurations=args.phase3_configurations)  # fmt: skip

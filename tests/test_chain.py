@@ -170,3 +170,22 @@ def test_an_old_per_seed_csv_reads_as_phase_3_as_specified(tmp_path) -> None:
     assert back.phase.tolist() == ["3"] * 3 and back.phase3_variant.tolist() == ["as_specified"] * 3
     assert (back.cpu_capability == "").all() and back.ap.tolist() == [1.0] * 3
     assert len(phase3_rows(back)) == 3
+
+
+def test_a_folder_of_study_folders_reads_both_schedules(tmp_path) -> None:
+    cell = _cell()
+    for profile in ("ci", "ci_2x"):
+        folder = tmp_path / profile / cell.cell
+        folder.mkdir(parents=True)
+        record = dataclasses.replace(cell, profile=profile).to_dict()
+        (folder / "result.json").write_text(json.dumps(record))
+    frame = load_results(tmp_path)
+    assert sorted(set(frame.profile)) == ["ci", "ci_2x"] and len(frame) == 2 * 5 * 3
+    # one study folder read alone still gives its own cells only
+    assert set(load_results(tmp_path / "ci_2x").profile) == {"ci_2x"}
+    # the same cell twice (a copied folder) is an error naming both files
+    twin = tmp_path / "copy" / cell.cell
+    twin.mkdir(parents=True)
+    (twin / "result.json").write_text((tmp_path / "ci" / cell.cell / "result.json").read_text())
+    with pytest.raises(ValueError, match=r"two results of ci eca_cbam_phased seed 2: .*copy"):
+        load_results(tmp_path)

@@ -77,7 +77,11 @@ def test_path_flags_resolve_against_the_working_directory(tmp_path: Path, monkey
     assert parse(["figures", "--readme"]).readme == REPO_ROOT / "README.md"
     assert parse(["thesis"]).figures_dir == FIGURES_DIR
     assert parse(["reproduce"]).figures_dir == FIGURES_DIR
-    assert parse(["study"]).out == REPO_ROOT / "runs" / "study"
+    from ffcore.cli import _study_out
+
+    assert _study_out(parse(["study"])) == REPO_ROOT / "runs" / "ablation" / "study"
+    assert _study_out(parse(["study", "--profile", "study_2x"])).name == "study_2x"
+    assert _study_out(parse(["study", "--out", "mine"])) == tmp_path / "mine"
 
 
 def test_figures_check_and_thesis_from_another_folder(

@@ -132,6 +132,7 @@ def test_study_notebook_reports_a_finished_study(data, tmp_path) -> None:
     cmd += ["-p", "figures_dir", str(figs), "-p", "seeds", "1", "-p", "train", "True"]
     cmd += ["-y", "configurations: [eca_cbam_phased, eca_cbam_joint]"]
     subprocess.run(cmd, check=True, capture_output=True, timeout=900)
+    assert (out / "ci" / "eca_cbam_joint_seed0" / "result.json").is_file()  # run_dir/profile
     summary = pd.read_csv(figs / "ablation_study.csv")
     assert list(summary.columns) == [
         "profile",

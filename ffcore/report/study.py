@@ -26,10 +26,10 @@ from ffcore.report import figures
 from ffcore.report.numbers import Numbers, name_part
 from ffcore.report.study_frame import (
     PER_SEED_FILE,
-    PHASES,
     SUBSETS,
     TWO_X,
     final_rows,
+    ordered_configurations,
     profiles,
     sort_per_seed,
     write_per_seed,
@@ -50,6 +50,7 @@ from ffcore.report.study_stats import (
     variance_decomposition,
 )
 from ffcore.report.study_story import Story, register_story, story
+from ffcore.schedule import PHASE_ORDER
 from ffcore.study import CONFIGURATIONS
 
 if TYPE_CHECKING:
@@ -62,10 +63,6 @@ PLAN_JOBS = 2
 PLAN_CORES = 2
 PLAN_SLURM_TASKS = 40
 SUBSET_COLORS = dict(zip(SUBSETS, figures.sns.color_palette(figures.PALETTE, 3), strict=True))
-
-
-def _ordered(names: Any) -> list[str]:
-    return [c for c in CONFIGURATIONS if c in set(names)]
 
 
 def _n_label(frame: pd.DataFrame, column: str) -> str:
@@ -93,7 +90,7 @@ def plot_study(results: pd.DataFrame, summary: pd.DataFrame, source: str):
     results = final_rows(results, profile)
     if "profile" in summary.columns:
         summary = summary[summary["profile"] == profile]
-    confs = _ordered(summary["configuration"])
+    confs = ordered_configurations(summary["configuration"])
     fig, axes = figures.new_figure("full", 0.4, ncols=len(SUBSETS), sharey=False)
     colors = [figures.VARIANT_COLORS[CONFIGURATIONS[c].variant] for c in confs]
     clipped_any = False
@@ -208,19 +205,22 @@ def plot_phases(trajectory: pd.DataFrame, source: str):
     profile = trajectory["profile"].iloc[0]
     t = trajectory[trajectory["profile"] == profile]
     fig, axes = figures.new_figure("full", 0.42, ncols=len(SUBSETS), sharey=False)
-    confs = _ordered(t["configuration"])
+    confs = ordered_configurations(t["configuration"])
     step = 0.08
     for ax, subset in zip(axes, SUBSETS, strict=True):
         for k, conf in enumerate(confs):
             rows = t[(t.configuration == conf) & (t.subset == subset)].set_index("phase")
-            rows = rows.loc[[p for p in PHASES if p in rows.index]]
-            x = np.array([PHASES.index(p) for p in rows.index]) + (k - (len(confs) - 1) / 2) * step
+            rows = rows.loc[[p for p in PHASE_ORDER if p in rows.index]]
+            x = (
+                np.array([PHASE_ORDER.index(p) for p in rows.index])
+                + (k - (len(confs) - 1) / 2) * step
+            )
             err = np.vstack([rows["mean"] - rows["low"], rows["high"] - rows["mean"]])
             style = "-" if CONFIGURATIONS[conf].schedule != "joint" else "--"
             ax.errorbar(x, rows["mean"], yerr=np.nan_to_num(err), ls=style, marker="o", ms=3,
                         lw=1, capsize=2, color=figures.VARIANT_COLORS[CONFIGURATIONS[conf].variant],
                         label=CONFIGURATIONS[conf].label)  # fmt: skip
-        ax.set_xticks(range(len(PHASES)), list(PHASES))
+        ax.set_xticks(range(len(PHASE_ORDER)), list(PHASE_ORDER))
         ax.set_xlabel("phase")
         ax.set_title(subset)
     axes[0].set_ylabel("AP on half A of val (%)")

@@ -27,14 +27,13 @@ import pandas as pd
 
 from ffcore.atomic import replacing
 from ffcore.cpu_kernels import check_same_kernels
+from ffcore.data.wider_mat import SUBSETS
 from ffcore.paths import FIGURES_DIR, repo_path
 from ffcore.profiles import PROFILES
 from ffcore.schedule import AS_SPECIFIED, FINAL_PHASE, PHASE_ORDER
 from ffcore.schedule import PHASE3_VARIANTS as _VARIANT_PHASES
 from ffcore.study import CONFIGURATIONS, RESULT_FILE, CellResult
 
-SUBSETS: tuple[str, ...] = ("easy", "medium", "hard")
-PHASES: tuple[str, ...] = PHASE_ORDER  # ("1", "2a", "2b", "3")
 PHASE3_VARIANTS: tuple[str, ...] = tuple(_VARIANT_PHASES)  # as_specified first
 TWO_X = "_2x"  # a profile "<p>_2x" runs the schedule of "<p>" with every phase twice as long
 KEY: tuple[str, ...] = ("profile", "configuration", "phase3_variant", "phase", "seed", "subset")
@@ -74,7 +73,7 @@ def _order(values: Iterable[str]) -> dict[str, int]:
 _SORT_KEYS: dict[str, dict[str, int]] = {
     "configuration": _order(CONFIGURATIONS),
     "phase3_variant": _order(PHASE3_VARIANTS),
-    "phase": _order(PHASES),
+    "phase": _order(PHASE_ORDER),
     "subset": _order(SUBSETS),
 }
 
@@ -170,19 +169,34 @@ def _cell_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def ordered_configurations(names: Iterable[str]) -> list[str]:
+    """The configurations among ``names`` in the grid's order (``ffcore.study.CONFIGURATIONS``)."""
+    present = set(names)
+    return [c for c in CONFIGURATIONS if c in present]
+
+
 def load_results(
     out_dir: str | os.PathLike[str], allow_mixed_kernels: bool = False
 ) -> pd.DataFrame:
-    """The per-seed frame (``PER_SEED_COLUMNS``) of every ``<out_dir>/*/result.json``, AP as
+    """The per-seed frame (``PER_SEED_COLUMNS``) of every cell under ``out_dir``: a study
+    folder (``<out_dir>/<cell>/result.json``) or a folder of study folders, one per schedule
+    (``<out_dir>/study/<cell>/result.json`` beside ``<out_dir>/study_2x/...``). AP as
     fractions (``ap`` on the whole val set, ``ap_half_a`` / ``_b`` on its even / odd images,
-    ``ap_first96`` on its first 96), NaN where an older result lacks a key. Cells that recorded
+    ``ap_first96`` on its first 96), NaN where an older result lacks a key. Two cells of the
+    same profile, configuration and seed are an error naming both; cells that recorded
     different CPU kernel levels (``cpu_capability``) are a ``MixedKernels`` error unless
     ``allow_mixed_kernels``."""
-    rows, kernels = [], {}
-    for path in sorted(Path(out_dir).glob(f"*/{RESULT_FILE}")):
+    rows, kernels, seen = [], {}, {}
+    for path in result_files(out_dir):
         cell_rows = _cell_rows(json.loads(path.read_text()))
         if cell_rows:
             kernels[str(path)] = cell_rows[0]["cpu_capability"] or None
+            key = tuple(cell_rows[0][k] for k in ("profile", "configuration", "seed"))
+            if key in seen:
+                raise ValueError(
+                    f"two results of {key[0]} {key[1]} seed {key[2]}: {seen[key]} and {path}"
+                )
+            seen[key] = path
         rows += cell_rows
     if not rows:
         raise FileNotFoundError(f"no study results (*/{RESULT_FILE}) under {out_dir}")
@@ -192,8 +206,14 @@ def load_results(
     return sort_per_seed(frame.astype({"seed": int, "phase": str}))
 
 
+def result_files(out_dir: str | os.PathLike[str]) -> list[Path]:
+    """The cells' result files of a study folder, or of a folder of study folders."""
+    root = Path(out_dir)
+    return sorted({*root.glob(f"*/{RESULT_FILE}"), *root.glob(f"*/*/{RESULT_FILE}")})
+
+
 def has_results(out_dir: str | os.PathLike[str]) -> bool:
-    return any(Path(out_dir).glob(f"*/{RESULT_FILE}"))
+    return bool(result_files(out_dir))
 
 
 def write_per_seed(
@@ -291,7 +311,7 @@ def _parse(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     problems: list[str] = []
     known = {
         "profile": tuple(PROFILES), "configuration": tuple(CONFIGURATIONS),
-        "phase3_variant": PHASE3_VARIANTS, "phase": PHASES, "subset": SUBSETS,
+        "phase3_variant": PHASE3_VARIANTS, "phase": PHASE_ORDER, "subset": SUBSETS,
     }  # fmt: skip
     for column, allowed in known.items():
         for line, value in frame[column].items():

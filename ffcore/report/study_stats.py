@@ -33,13 +33,14 @@ from ffcore.report.study_frame import (
     AS_SPECIFIED,
     FINAL_PHASE,
     PHASE3_VARIANTS,
-    PHASES,
     SUBSETS,
     final_rows,
+    ordered_configurations,
     profiles,
     two_x_pairs,
     with_defaults,
 )
+from ffcore.schedule import PHASE_ORDER
 from ffcore.study import CONFIGURATIONS
 
 CONFIDENCE = 0.95
@@ -325,17 +326,13 @@ def sentences(diffs: pd.DataFrame) -> list[str]:
     ]
 
 
-def _ordered(names: Any) -> list[str]:
-    return [c for c in CONFIGURATIONS if c in set(names)]
-
-
 def summarize(results: pd.DataFrame, value: str = "ap") -> pd.DataFrame:
     """Per profile, configuration and subset of the final rows: n_seeds, mean, ci_low,
     ci_high (in the units of ``value``)."""
     rows = []
     for profile in profiles(results):
         final = final_rows(results, profile)
-        for conf in _ordered(final["configuration"]):
+        for conf in ordered_configurations(final["configuration"]):
             for subset in SUBSETS:
                 vals = final[(final.configuration == conf) & (final.subset == subset)][value]
                 mean, low, high = t_interval(vals)
@@ -362,8 +359,8 @@ def phase_trajectory(results: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for profile in profiles(chain):
         p_rows = chain[chain["profile"] == profile]
-        for conf in _ordered(p_rows["configuration"]):
-            for phase in PHASES:
+        for conf in ordered_configurations(p_rows["configuration"]):
+            for phase in PHASE_ORDER:
                 for subset in SUBSETS:
                     sel = p_rows[(p_rows.configuration == conf) & (p_rows.phase.astype(str) == phase)
                                  & (p_rows.subset == subset)]  # fmt: skip
@@ -391,7 +388,7 @@ def phase3_gain(results: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for profile in profiles(chain):
         p_rows = chain[chain["profile"] == profile]
-        for conf in _ordered(p_rows["configuration"]):
+        for conf in ordered_configurations(p_rows["configuration"]):
             for subset in SUBSETS:
                 cell = p_rows[(p_rows.configuration == conf) & (p_rows.subset == subset)]
                 before = _by_seed(cell[cell.phase.astype(str) == "2b"], "ap_half_a")
@@ -426,7 +423,7 @@ def phase3_variants(results: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for profile in profiles(final):
         p_rows = final[final["profile"] == profile]
-        for conf in _ordered(p_rows["configuration"]):
+        for conf in ordered_configurations(p_rows["configuration"]):
             c_rows = p_rows[p_rows.configuration == conf]
             for variant, subset in VARIANT_FAMILY:
                 sub = c_rows[c_rows.subset == subset]
@@ -728,7 +725,7 @@ def cost_table(results: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for profile in profiles(results):
         per_cell = final_rows(results, profile).drop_duplicates(["configuration", "seed"])
-        for conf in _ordered(per_cell["configuration"]):
+        for conf in ordered_configurations(per_cell["configuration"]):
             cells = per_cell[per_cell.configuration == conf]
             nme, low, high = t_interval(cells["nme"])
             rows.append(
