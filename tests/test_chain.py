@@ -12,7 +12,7 @@ import pytest
 from ffcore.config import TrainConfig
 from ffcore.profiles import get_profile
 from ffcore.report.study_frame import OLD_COLUMNS as OLD_PER_SEED_COLUMNS
-from ffcore.report.study_frame import PER_SEED_COLUMNS, load_results, read_per_seed
+from ffcore.report.study_frame import PER_SEED_COLUMNS, PerSeedError, load_results, read_per_seed
 from ffcore.report.study_frame import final_rows as phase3_rows
 from ffcore.schedule import PHASE3_VARIANTS, PHASES, get_phase
 from ffcore.study import Cell, CellResult, PhaseResult, StudySpec, cell_phase3_variants
@@ -189,3 +189,29 @@ def test_a_folder_of_study_folders_reads_both_schedules(tmp_path) -> None:
     (twin / "result.json").write_text((tmp_path / "ci" / cell.cell / "result.json").read_text())
     with pytest.raises(ValueError, match=r"two results of ci eca_cbam_phased seed 2: .*copy"):
         load_results(tmp_path)
+
+
+def test_a_study_read_while_cells_run_keeps_whole_seeds(tmp_path) -> None:
+    """Seed 1's thesis cell has no no_mixup variant yet and seed 2 has only the none cell:
+    the frame read from the folder is the valid grid of seed 0, and says what it left out."""
+    from ffcore.report.study_frame import study_frame, validate_per_seed
+
+    base = _cell()
+    main_chain = base.phases[:4]
+    cells = [
+        dataclasses.replace(base, seed=0, cell="eca_cbam_phased_seed0"),
+        dataclasses.replace(base, seed=1, cell="eca_cbam_phased_seed1", phases=main_chain),
+    ]
+    cells += [dataclasses.replace(base, configuration="none", variant="none", seed=s,
+                                  cell=f"none_seed{s}", phases=main_chain) for s in (0, 1, 2)]  # fmt: skip
+    for c in cells:
+        (tmp_path / c.cell).mkdir()
+        (tmp_path / c.cell / "result.json").write_text(json.dumps(c.to_dict()))
+    notes: list[str] = []
+    frame, origin = study_frame(tmp_path, None, tmp_path / "absent.csv", report=notes.append)
+    assert origin == str(tmp_path) and set(frame.seed) == {0}
+    assert notes == ["ci: seed(s) 1, 2 left out (not every cell of them is complete yet)"]
+    assert len(frame) == (4 + 1 + 4) * 3  # eca: 4 phases + no_mixup; none: 4 phases
+    validate_per_seed(frame, "frame")  # a valid grid
+    with pytest.raises(PerSeedError):  # the frame as loaded is not
+        validate_per_seed(load_results(tmp_path), "frame")

@@ -19,7 +19,7 @@ import csv
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -401,13 +401,41 @@ def read_per_seed(csv_path: str | os.PathLike[str]) -> pd.DataFrame:
     return sort_per_seed(frame[list(PER_SEED_COLUMNS)])
 
 
+def whole_seeds(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """(the rows of whole seeds, what was left out): per profile, a seed is kept when every
+    configuration has it in every (phase-3 variant, phase) group the profile has, so a study
+    read while cells are still running (or after one was killed) is a valid grid of fewer
+    seeds, never one with holes. The second item names each profile's seeds left out."""
+    kept, notes = [], []
+    for profile, rows in frame.groupby("profile", sort=False):
+        seeds = set(rows["seed"].astype(int))
+        for _, group in rows.groupby(["phase3_variant", "phase"]):
+            for _, conf in group.groupby("configuration"):
+                seeds &= set(conf["seed"].astype(int))
+        left_out = sorted(set(rows["seed"].astype(int)) - seeds)
+        if left_out:
+            notes.append(f"{profile}: seed(s) {', '.join(map(str, left_out))} left out "
+                         "(not every cell of them is complete yet)")  # fmt: skip
+        kept.append(rows[rows["seed"].astype(int).isin(seeds)])
+    return pd.concat(kept).reset_index(drop=True) if kept else frame, notes
+
+
 def study_frame(
-    run_dir: str | os.PathLike[str], per_seed_csv: str | os.PathLike[str] | None, fallback: Any
+    run_dir: str | os.PathLike[str],
+    per_seed_csv: str | os.PathLike[str] | None,
+    fallback: Any,
+    report: Callable[[str], Any] = print,
 ) -> tuple[pd.DataFrame, str]:
-    """(per-seed frame, where it came from): ``per_seed_csv`` when given, else the cells of
-    ``run_dir`` when there are any, else the CSV ``fallback`` (e.g. the committed one)."""
+    """(per-seed frame, where it came from): ``per_seed_csv`` when given, else the whole seeds
+    of the cells of ``run_dir`` when there are any (``whole_seeds``; what it leaves out is
+    passed to ``report``), else the CSV ``fallback`` (e.g. the committed one)."""
     if per_seed_csv is None and has_results(run_dir):
-        return load_results(run_dir), str(run_dir)
+        frame, notes = whole_seeds(load_results(run_dir))
+        for note in notes:
+            report(note)
+        if frame.empty:
+            raise ValueError(f"no whole seed under {run_dir} yet: {'; '.join(notes)}")
+        return frame, str(run_dir)
     path = Path(per_seed_csv if per_seed_csv is not None else fallback)
     return read_per_seed(path), str(path)
 
