@@ -5,6 +5,8 @@ figures_dir), with the fixed ones of ``ffcore.pipeline`` (08 reports the study p
 committed per-seed CSV when ``run_dir`` holds no study cells); the executed copies and every metrics file land under ``run_dir``. A notebook runs
 again when its parameters, its own content (the source of its cells, not outputs) or the code of
 ``ffcore`` changed since its executed copy was made (hashes in ``reproduce_state.json``), when
+a file a parameter names changed (08's per-seed CSV: its SHA-256 is recorded), when the CPU
+kernel level changed (``--cpu-kernels``: other kernels, other numbers), when
 its executed copy is missing, when a notebook before it ran, when a file it exported to
 ``figures_dir`` is missing or edited (its entry in ``provenance.json`` names the notebook), or
 when ``force``; each decision is printed with its reason. Before it starts, it prints what
@@ -35,7 +37,7 @@ from ffcore.cpu_kernels import (
     environment_applied,
     pinned_environment,
 )
-from ffcore.fingerprint import code_hash, notebook_hash
+from ffcore.fingerprint import code_hash, notebook_hash, sha256_file
 from ffcore.paths import FIGURES_DIR, NOTEBOOKS_DIR, REPO_ROOT, repo_path
 from ffcore.pipeline import FIXED_PARAMETERS, REPRODUCE_NOTEBOOKS
 from ffcore.profiles import get_profile
@@ -111,6 +113,13 @@ def _recorded(params: dict[str, Any], run: Path) -> dict[str, Any]:
     return out
 
 
+def input_hashes(params: dict[str, Any]) -> dict[str, str]:
+    """``{parameter: SHA-256}`` of the parameters that name an existing file (not a folder):
+    the inputs a notebook reads besides the run folder, e.g. 08's committed per-seed CSV."""
+    files = {k: repo_path(v) for k, v in params.items() if isinstance(v, str) and v}
+    return {k: sha256_file(path) for k, path in sorted(files.items()) if path.is_file()}
+
+
 def _changed(old: dict[str, Any], new: dict[str, Any]) -> str:
     keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys)
@@ -140,6 +149,16 @@ def rerun_reason(
         return "the notebook's cells changed"
     if done.get("code_hash") != record["code_hash"]:
         return "the ffcore code changed"
+    before, now = done.get("inputs", {}), record.get("inputs", {})
+    if before != now:
+        names = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        return f"input file(s) changed ({', '.join(names)})"
+    before_k, now_k = (
+        done.get("cpu_kernels", PORTABLE.level),
+        record.get("cpu_kernels", PORTABLE.level),
+    )
+    if before_k != now_k:
+        return f"CPU kernels changed ({before_k} -> {now_k})"
     if outputs:
         shown = ", ".join(f"{name} {'/'.join(why)}" for name, why in sorted(outputs.items()))
         return f"exported file(s) missing or edited: {shown}"
@@ -185,7 +204,7 @@ def reproduce(
     with FolderLock(run, kind="run folder"):
         return _reproduce(
             pm, prof.name, run, data_root, device, force, figures_dir, notebooks,
-            extra_parameters, nb_dir, progress, env, allow_mixed_kernels,
+            extra_parameters, nb_dir, progress, env, allow_mixed_kernels, cpu_kernels.level,
         )  # fmt: skip
 
 
@@ -209,7 +228,7 @@ def phase_kernels(run: Path) -> dict[str, str | None]:
 def _reproduce(
     pm: Any, profile: str, run: Path, data_root: str | Path | None, device: str, force: bool,
     figures_dir: str | Path, notebooks: tuple[str, ...], extra_parameters: dict[str, Any] | None,
-    nb_dir: Path, progress: bool, env: dict[str, str], allow_mixed: bool,
+    nb_dir: Path, progress: bool, env: dict[str, str], allow_mixed: bool, kernel_level: str,
 ) -> ReproduceResult:  # fmt: skip
     check_same_kernels(phase_kernels(run), allow_mixed, what=f"the phase results of {run}")
     figs = repo_path(figures_dir)
@@ -237,6 +256,8 @@ def _reproduce(
             "parameters": _recorded(params, run),
             "notebook_hash": notebook_hash(source),
             "code_hash": code,
+            "inputs": input_hashes(params),
+            "cpu_kernels": kernel_level,
         }
         outputs = provenance.outputs_of(name, figs)
         reason = rerun_reason(
@@ -245,8 +266,8 @@ def _reproduce(
         if reason is None:
             result.skipped.append(name)
             print(
-                f"[reproduce] {name}: up to date (same parameters, notebook and ffcore code), "
-                "skipped (--force or FORCE=1 re-runs it)",
+                f"[reproduce] {name}: up to date (same parameters, input files, notebook, "
+                "ffcore code and CPU kernels), skipped (--force or FORCE=1 re-runs it)",
                 flush=True,
             )
             continue
@@ -269,7 +290,8 @@ def _reproduce(
                 f"  executed copy with the traceback: {executed}"
             ) from None
         seconds = time.perf_counter() - t0
-        state[name] = record | {"seconds": round(seconds, 1)}
+        # the inputs as the notebook left them (08 rewrites the per-seed CSV it read)
+        state[name] = record | {"inputs": input_hashes(params), "seconds": round(seconds, 1)}
         _save_state(run, state)
         result.executed.append(name)
         result.seconds[name] = seconds

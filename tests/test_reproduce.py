@@ -217,3 +217,22 @@ def test_recorded_checkpoints_lists_the_phases_that_ran(tmp_path) -> None:
     assert recorded_checkpoints(run) == {"1": str(run / "p1.pth"), "3": str(run / "p3.pth")}
     assert list(recorded_checkpoints(run)) == ["1", "3"]
     assert recorded_checkpoints(tmp_path / "empty") == {}
+
+
+def test_a_changed_input_file_or_kernel_level_reruns(notebooks, tmp_path, capsys) -> None:
+    """A parameter naming a file (08's committed per-seed CSV) is hashed: new bytes re-run the
+    notebook (and what follows); so does another CPU kernel level."""
+    from ffcore.cpu_kernels import CpuKernels
+
+    run, csv = tmp_path / "run", tmp_path / "per_seed.csv"
+    csv.write_text("seed\n0\n")
+    given = {"step": str(csv)}
+    assert _run(notebooks, run, ("a", "b"), extra_parameters=given).executed == ["a", "b"]
+    assert _run(notebooks, run, ("a", "b"), extra_parameters=given).skipped == ["a", "b"]
+    csv.write_text("seed\n1\n")
+    capsys.readouterr()
+    assert _run(notebooks, run, ("a", "b"), extra_parameters=given).executed == ["a", "b"]
+    assert "a: running (input file(s) changed (step))" in capsys.readouterr().out
+    native = _run(notebooks, run, ("a",), extra_parameters=given, cpu_kernels=CpuKernels("native"))
+    assert native.executed == ["a"]
+    assert "a: running (CPU kernels changed (portable -> native))" in capsys.readouterr().out
