@@ -257,33 +257,38 @@ def short_caption(caption: str, limit: int = 90) -> str:
     return "{" + head + "}"  # braces: a ] inside stays in the optional argument
 
 
+def _float_tex(folder: Path, name: str, kind: str, made_by: str, optional: bool,
+               body: str, numbers_of: str | None = None) -> list[str]:  # fmt: skip
+    """One float (``kind`` "figure" or "table") of the exported file ``name``, its caption
+    from provenance; a missing file is a box naming ``made_by`` unless ``optional``."""
+    ext = "pdf" if kind == "figure" else "tex"
+    if not (folder / f"{name}.{ext}").is_file():
+        return [] if optional else [_missing_box(f"{name}.{ext}", made_by)]
+    cap = caption_of(folder, name, kind)
+    if numbers_of is not None:
+        cap += rf" (the numbers of Figure~\ref{{fig:{numbers_of}}})"
+    label = "fig" if kind == "figure" else "tab"
+    size = "" if kind == "figure" else r"\small"
+    return [
+        rf"\begin{{{kind}}}[!htbp]\centering{size}",
+        *([body] if kind == "figure" else []),
+        rf"\caption[{short_caption(cap)}]{{{cap}}}\label{{{label}:{name}}}",
+        *([] if kind == "figure" else [body]),
+        rf"\end{{{kind}}}",
+    ]
+
+
 def _item_tex(folder: Path, item: Item, made_by: str) -> str:
     """A figure and the table of its numbers (or one of them), kept together."""
     parts = []
+    figure_shown = bool(item.figure) and (folder / f"{item.figure}.pdf").is_file()
     if item.figure:
-        if (folder / f"{item.figure}.pdf").is_file():
-            cap = caption_of(folder, item.figure, "figure")
-            parts += [
-                r"\begin{figure}[!htbp]\centering",
-                rf"\includegraphics{{{LATEX_DIR}/{item.figure}}}",
-                rf"\caption[{short_caption(cap)}]{{{cap}}}\label{{fig:{item.figure}}}",
-                r"\end{figure}",
-            ]
-        elif not item.optional:
-            parts.append(_missing_box(f"{item.figure}.pdf", made_by))
+        body = rf"\includegraphics{{{LATEX_DIR}/{item.figure}}}"
+        parts += _float_tex(folder, item.figure, "figure", made_by, item.optional, body)
     if item.table:
-        if (folder / f"{item.table}.tex").is_file():
-            cap = caption_of(folder, item.table, "table")
-            if item.figure and (folder / f"{item.figure}.pdf").is_file():
-                cap += rf" (the numbers of Figure~\ref{{fig:{item.figure}}})"
-            parts += [
-                r"\begin{table}[!htbp]\centering\small",
-                rf"\caption[{short_caption(cap)}]{{{cap}}}\label{{tab:{item.table}}}",
-                rf"\{FIT_TABLE}{{{item.table}}}{{\input{{{LATEX_DIR}/{item.table}}}}}",
-                r"\end{table}",
-            ]
-        elif not item.optional:
-            parts.append(_missing_box(f"{item.table}.tex", made_by))
+        body = rf"\{FIT_TABLE}{{{item.table}}}{{\input{{{LATEX_DIR}/{item.table}}}}}"
+        numbers_of = item.figure if figure_shown else None
+        parts += _float_tex(folder, item.table, "table", made_by, item.optional, body, numbers_of)
     return "\n".join([*parts, r"\FloatBarrier", ""]) if parts else ""
 
 
