@@ -37,6 +37,20 @@ def test_notebook_is_clean_and_parameterised(name: str) -> None:
             assert "tqdm.auto" not in cell.source and "MPLBACKEND" not in cell.source
 
 
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_papermill_parses_every_parameter(name: str) -> None:
+    """papermill skips a line of the parameters cell it cannot parse (a comment with '=' in
+    it) and then refuses to pass that parameter: every assignment must be one it reads."""
+    import re
+
+    import papermill
+
+    _, tagged = _parameters_cell(name)
+    assigned = re.findall(r"^(\w+) = ", tagged[0].source, flags=re.MULTILINE)
+    parsed = papermill.inspect_notebook(str(NOTEBOOKS_DIR / f"{name}.ipynb"))
+    assert assigned and [a for a in assigned if a not in parsed] == []
+
+
 def test_every_notebook_file_is_in_the_table() -> None:
     assert sorted(p.stem for p in NOTEBOOKS_DIR.glob("*.ipynb")) == sorted(NOTEBOOKS)
 
