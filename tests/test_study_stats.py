@@ -696,6 +696,10 @@ def test_conclusion_lines_follow_the_comparisons() -> None:
     assert conclusion_lines(diffs.iloc[0:0]) == [
         "no comparison has both of its configurations in the results"
     ]
+    one_seed = paired_differences(_frame()[lambda f: f.seed == f.seed.min()])
+    lines = conclusion_lines(one_seed)
+    assert lines[0] == "study, easy: no interval with n = 1 seed(s) (a paired interval needs two)"
+    assert not any("nan" in line for line in lines)
 
 
 @pytest.mark.slow  # draws and saves every study figure

@@ -587,6 +587,10 @@ def conclusion_lines(
         mde = group["detectable"].groupby(group["subset"]).median()
         n = int(group["n"].min())
         for subset in [s for s in SUBSETS if s in half.index]:
+            if not math.isfinite(half[subset]):
+                lines.append(f"{profile}, {subset}: no interval with n = {n} seed(s) "
+                             "(a paired interval needs two)")  # fmt: skip
+                continue
             met = "meets" if half[subset] <= target_points else "misses"
             lines.append(
                 f"{profile}, {subset}: median paired 95 % half-width {half[subset]:.2f} AP points "
