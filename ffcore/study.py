@@ -172,6 +172,9 @@ class CellResult:
     # wall / CPU seconds of training per phase (key "3_<variant>" for a phase-3 variant),
     # summed over the invocations that trained it (``phase_times.json`` when last written)
     phase_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
+    # the code and packages that trained it (git commit and dirty flag, package versions) when
+    # the cell started; empty in results written before they were recorded
+    environment: dict[str, Any] = field(default_factory=dict)
 
     def train_seconds(
         self, phase_id: str, phase3_variant: str = AS_SPECIFIED
@@ -345,6 +348,14 @@ def _train_config(cell: Cell, spec: StudySpec, weights: Path, init: Any) -> Trai
     )
 
 
+def cell_environment() -> dict[str, Any]:
+    """What a cell records of the code and packages that train it."""
+    from ffcore import fingerprint
+
+    commit, dirty = fingerprint.git_state()
+    return {"git_commit": commit, "git_dirty": dirty, "versions": fingerprint.versions()}
+
+
 def run_cell(cell: Cell, spec: StudySpec) -> CellResult:
     """Train one cell's phases through the phase chain (``ffcore.chain.phases.run_phases``,
     resuming where it stopped) and score each phase's final checkpoint as it completes:
@@ -377,7 +388,7 @@ def run_cell(cell: Cell, spec: StudySpec) -> CellResult:
         schedule=conf.schedule, seed=cell.seed, init_seed=cell.seed, profile=spec.profile,
         data_root=str(spec.data_root), backbone_init=None if init is None else str(init),
         phase_epochs=epochs, torch_threads=torch.get_num_threads(),
-        cpu_capability=torch.backends.cpu.get_cpu_capability(),
+        cpu_capability=torch.backends.cpu.get_cpu_capability(), environment=cell_environment(),
     )  # fmt: skip
     holder = {"state": state, "clock": (time.perf_counter(), time.process_time())}
 

@@ -210,8 +210,31 @@ def test_a_study_read_while_cells_run_keeps_whole_seeds(tmp_path) -> None:
     notes: list[str] = []
     frame, origin = study_frame(tmp_path, None, tmp_path / "absent.csv", report=notes.append)
     assert origin == str(tmp_path) and set(frame.seed) == {0}
-    assert notes == ["ci: seed(s) 1, 2 left out (not every cell of them is complete yet)"]
+    assert notes == [
+        "ci: 5 cell(s) trained without a recorded environment (commit and package versions)",
+        "ci: seed(s) 1, 2 left out (not every cell of them is complete yet)",
+    ]
     assert len(frame) == (4 + 1 + 4) * 3  # eca: 4 phases + no_mixup; none: 4 phases
     validate_per_seed(frame, "frame")  # a valid grid
     with pytest.raises(PerSeedError):  # the frame as loaded is not
         validate_per_seed(load_results(tmp_path), "frame")
+
+
+def test_cells_record_the_code_and_packages_that_trained_them(tmp_path) -> None:
+    from ffcore.report.study_frame import cell_environments
+    from ffcore.study import cell_environment
+
+    env = cell_environment()
+    assert set(env) == {"git_commit", "git_dirty", "versions"}
+    assert env["versions"]["torch"] == __import__("torch").__version__.split("+")[0]
+    recorded = {"git_commit": "0123456789abcdef", "git_dirty": True,
+                "versions": {"torch": "2.14.1", "numpy": "2.4.6"}}  # fmt: skip
+    for seed, environment in ((0, recorded), (1, recorded), (2, {})):
+        cell = dataclasses.replace(_cell(), seed=seed, cell=f"c{seed}", environment=environment)
+        (tmp_path / cell.cell).mkdir()
+        (tmp_path / cell.cell / "result.json").write_text(json.dumps(cell.to_dict()))
+        assert CellResult.from_dict(cell.to_dict()).environment == environment
+    assert cell_environments(tmp_path) == [
+        "ci: 2 cell(s) trained at commit 0123456+ (torch 2.14.1, numpy 2.4.6)",
+        "ci: 1 cell(s) trained without a recorded environment (commit and package versions)",
+    ]

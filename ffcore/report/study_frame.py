@@ -401,6 +401,30 @@ def read_per_seed(csv_path: str | os.PathLike[str]) -> pd.DataFrame:
     return sort_per_seed(frame[list(PER_SEED_COLUMNS)])
 
 
+def cell_environments(out_dir: str | os.PathLike[str]) -> list[str]:
+    """One line per profile and recorded environment of the cells under ``out_dir`` (the
+    ``environment`` of ``ffcore.study.CellResult``): how many cells, the git commit (``+``
+    when the tree had uncommitted changes) and the package versions; cells that recorded
+    none are counted as such."""
+    groups: dict[tuple[str, str], int] = {}
+    for path in result_files(out_dir):
+        data = json.loads(path.read_text())
+        env = data.get("environment") or {}
+        if env:
+            commit = str(env.get("git_commit") or "unknown")[:7] + (
+                "+" if env.get("git_dirty") else ""
+            )
+            versions = ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items())
+            what = f"at commit {commit} ({versions})"
+        else:
+            what = "without a recorded environment (commit and package versions)"
+        key = (str(data.get("profile")), what)
+        groups[key] = groups.get(key, 0) + 1
+    return [
+        f"{profile}: {n} cell(s) trained {what}" for (profile, what), n in sorted(groups.items())
+    ]
+
+
 def whole_seeds(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """(the rows of whole seeds, what was left out): per profile, a seed is kept when every
     configuration has it in every (phase-3 variant, phase) group the profile has, so a study
@@ -427,11 +451,11 @@ def study_frame(
     report: Callable[[str], Any] = print,
 ) -> tuple[pd.DataFrame, str]:
     """(per-seed frame, where it came from): ``per_seed_csv`` when given, else the whole seeds
-    of the cells of ``run_dir`` when there are any (``whole_seeds``; what it leaves out is
-    passed to ``report``), else the CSV ``fallback`` (e.g. the committed one)."""
+    of the cells of ``run_dir`` when there are any (their environments and what
+    ``whole_seeds`` leaves out are passed to ``report``), else the CSV ``fallback`` (e.g. the committed one)."""
     if per_seed_csv is None and has_results(run_dir):
         frame, notes = whole_seeds(load_results(run_dir))
-        for note in notes:
+        for note in [*cell_environments(run_dir), *notes]:
             report(note)
         if frame.empty:
             raise ValueError(f"no whole seed under {run_dir} yet: {'; '.join(notes)}")
