@@ -238,3 +238,22 @@ def test_cells_record_the_code_and_packages_that_trained_them(tmp_path) -> None:
         "ci: 2 cell(s) trained at commit 0123456+ (torch 2.14.1, numpy 2.4.6)",
         "ci: 1 cell(s) trained without a recorded environment (commit and package versions)",
     ]
+
+
+def test_a_cells_cost_counts_every_phase_scored_and_every_variant(tmp_path) -> None:
+    """Phase seconds of ``_cell``: CPU 20 / 2 / 6 / 7 for phases 1-3 and 9 for the no_mixup
+    phase 3; each of the 5 phase results scored in 0.25 CPU s."""
+    from ffcore.report.study_stats import cell_costs, cost_table
+
+    cell = _cell()
+    (tmp_path / cell.cell).mkdir()
+    (tmp_path / cell.cell / "result.json").write_text(json.dumps(cell.to_dict()))
+    frame = load_results(tmp_path)
+    costs = cell_costs(frame)
+    assert costs.to_dict("records") == [{
+        "profile": "ci", "configuration": "eca_cbam_phased", "seed": 2,
+        "train_cpu": 20 + 2 + 6 + 7 + 9, "eval_cpu": 5 * 0.25,
+    }]  # fmt: skip
+    only_final = cell_costs(phase3_rows(frame))  # the older layout: the final model alone
+    assert list(only_final.train_cpu) == [35.0] and list(only_final.eval_cpu) == [0.25]
+    assert cost_table(frame)["cell CPU s (mean)"].tolist() == [44 + 1.25]

@@ -38,6 +38,7 @@ from ffcore.report.study_stats import (
     ALPHA,
     EQUIVALENCE_LABELS,
     EQUIVALENCE_MARGIN,
+    cell_costs,
     cost_table,
     paired_differences,
     pairing_correlation,
@@ -381,7 +382,8 @@ def export_study(
     figures.save_table(costs, "ablation_costs", out_dir, index=False,
                        decimals={"NME": 4, "NME 95% CI low": 4, "NME 95% CI high": 4,
                                  "train s (mean)": 0, "train s (sd)": 0,
-                                 "train CPU s (mean)": 0, "eval s (mean)": 1}, **src)  # fmt: skip
+                                 "train CPU s (mean)": 0, "eval s (mean)": 1,
+                                 "cell CPU s (mean)": 0}, **src)  # fmt: skip
     trajectory, phases = phase_trajectory(results), None
     for profile in profiles(trajectory) if len(trajectory) else []:
         one = plot_phases(trajectory[trajectory.profile == profile], source)
@@ -452,7 +454,7 @@ def register_numbers(
                 "equivalence margin of ECA-CBAM - CBAM (declared before the data)")  # fmt: skip
     if told is not None:
         register_story(numbers, told)
-    _register_grid(numbers, first)
+    _register_grid(numbers, first, cell_costs(results[results["profile"] == names[0]]))
     if diffs.empty:
         return
     mine = diffs[diffs.profile == names[0]]
@@ -501,22 +503,25 @@ def _span(values: pd.Series) -> str:
     return f"{values.min():.1f}-{values.max():.1f}"
 
 
-def _register_grid(numbers: Numbers, first: pd.DataFrame) -> None:
+def _register_grid(numbers: Numbers, first: pd.DataFrame, costs: pd.DataFrame) -> None:
     """The first profile's grid, in AP points unless said: the span over configurations of mean
     AP, the variance steps (median over ``VARIANCE_FAMILY`` of the paired sd on the first 96 val
     images and on all of them, of its evaluation and training parts), the pairing correlation,
-    the CPU seconds of a cell, and the seeds, cells and hours of the 1-point plan
+    the CPU seconds of a cell (``costs``: ``cell_costs`` of the profile), and the seeds, cells and hours of the 1-point plan
     (``plan_study`` on ``PLAN_JOBS`` cells at a time on ``PLAN_CORES`` cores and on
     ``PLAN_SLURM_TASKS`` tasks)."""
     cells = first.drop_duplicates(["configuration", "seed"])
     numbers.add("StudyCells", len(cells), "{:d}", "cells", "cells of the ablation grid")
-    for column, word in (("train_cpu_seconds", "Train"), ("eval_cpu_seconds", "Eval")):
-        seconds = cells[column].dropna() if column in cells else pd.Series(dtype=float)
+    for column, word, what in (
+        ("train_cpu", "Train", "training CPU s of a cell (main chain and phase-3 variants)"),
+        ("eval_cpu", "Eval", "scoring CPU s of a cell (every phase and variant scored)"),
+    ):
+        seconds = costs[column].dropna()
         if len(seconds) > 1:
             numbers.add(f"StudyCell{word}CpuMean", float(seconds.mean()), "{:.0f}", "CPU s",
-                        f"{column} per cell: mean over the cells")  # fmt: skip
+                        f"{what}: mean over the cells")  # fmt: skip
             numbers.add(f"StudyCell{word}CpuSd", float(seconds.std(ddof=1)), "{:.0f}", "CPU s",
-                        f"{column} per cell: sd over the cells")  # fmt: skip
+                        f"{what}: sd over the cells")  # fmt: skip
     mean_ap = 100 * first.groupby(["subset", "configuration"])["ap"].mean()
     for subset in [s for s in SUBSETS if s in mean_ap.index.get_level_values(0)]:
         numbers.add(f"StudyApSpan{name_part(subset)}", _span(mean_ap[subset]), unit="AP (%)",
@@ -558,7 +563,7 @@ def _register_grid(numbers: Numbers, first: pd.DataFrame) -> None:
     numbers.add("StudyPlanSeeds", plan.seeds, "{:d}", "seeds", "seeds of the 1-point plan")
     numbers.add("StudyPlanCells", plan.cells, "{:d}", "cells", "cells of the 1-point plan")
     numbers.add("StudyPlanCellCpu", plan.cell_cpu_seconds, "{:.0f}", "CPU s",
-                "training + evaluation CPU seconds of a cell (mean over the pilot)")  # fmt: skip
+                "training + scoring CPU seconds of a cell (mean over the pilot)")  # fmt: skip
     numbers.add("StudyPlanLocalHours", plan.local_wall_seconds / 3600, "{:.1f}", "h",
                 f"the plan's wall time, {PLAN_JOBS} cells at a time on {PLAN_CORES} cores")  # fmt: skip
     numbers.add("StudyPlanSlurmHours", (plan.slurm_wall_seconds or math.nan) / 3600, "{:.1f}",

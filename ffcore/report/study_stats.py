@@ -641,7 +641,7 @@ class StudyPlan:
 
     ``per_subset``: subset -> measured paired sd, seeds for the 95 % half-width, seeds for 80 %
     power (AP points). ``seeds``: the largest of those. ``cell_cpu_seconds``: mean over the
-    pilot's cells of training + evaluation CPU seconds; wall times assume a cell's CPU time is
+    pilot's cells of all their training and scoring CPU seconds (``cell_costs``); wall times assume a cell's CPU time is
     spread over its ``threads`` without loss (an estimate, not a measurement)."""
 
     target_points: float
@@ -678,6 +678,27 @@ class StudyPlan:
         return out
 
 
+def cell_costs(results: pd.DataFrame) -> pd.DataFrame:
+    """CPU seconds of each cell (profile, configuration, seed): ``train_cpu`` its whole training
+    (the main chain to phase 3 and each phase-3 variant's own phase 3) and ``eval_cpu`` all its
+    scoring (every phase and variant scored). Wall seconds stand in where CPU seconds were not
+    recorded; an older frame of final rows alone gives the final model's training and scoring."""
+    key = ["profile", "configuration", "seed"]
+    rows = results.drop_duplicates([*key, "phase3_variant", "phase"])
+    train = rows["train_cpu_seconds"].fillna(rows["train_seconds"])
+    rows = rows.assign(_train=train, _eval=rows["eval_cpu_seconds"].fillna(rows["eval_seconds"]))
+    out = []
+    for values, cell in rows.groupby(key, sort=False):
+        main = cell[cell["phase3_variant"] == AS_SPECIFIED].set_index("phase")["_train"]
+        variants = cell[cell["phase3_variant"] != AS_SPECIFIED]["_train"]
+        own = variants - main.get("2b", math.nan) if len(variants) else variants
+        out.append(dict(zip(key, values, strict=True)) | {
+            "train_cpu": float(main.get(FINAL_PHASE, math.nan) + own.sum()),
+            "eval_cpu": float(cell["_eval"].fillna(0.0).sum()),
+        })  # fmt: skip
+    return pd.DataFrame(out, columns=[*key, "train_cpu", "eval_cpu"])
+
+
 def plan_study(
     results: pd.DataFrame,
     target_points: float = 1.0,
@@ -693,6 +714,8 @@ def plan_study(
     both) and on ``slurm_tasks`` tasks. Trains nothing."""
     cores = cores or os.cpu_count() or 1
     jobs = jobs or cores
+    names = profiles(results)
+    costs = cell_costs(results[results["profile"] == names[0]] if names else results)
     results = _first_profile_final(results)
     sds = variance_components(results, FAMILY)
     if sds.empty or sds["paired sd"].isna().all():
@@ -708,9 +731,7 @@ def plan_study(
     per_subset = pd.DataFrame.from_dict(rows, orient="index")
     seeds = int(per_subset[["seeds for half-width", "seeds for 80% power"]].to_numpy().max())
     cells = results.drop_duplicates(["configuration", "seed"])
-    train_cpu = cells["train_cpu_seconds"].fillna(cells["train_seconds"])
-    eval_cpu = cells["eval_cpu_seconds"].fillna(cells["eval_seconds"]).fillna(0.0)
-    cpu = float((train_cpu + eval_cpu).mean())
+    cpu = float((costs["train_cpu"] + costs["eval_cpu"]).mean())
     threads = int(cells["torch_threads"].fillna(1).median())
     n_cells = configurations * seeds
     per_cell_wall = cpu / max(1.0, min(threads, cores / jobs))
@@ -724,11 +745,15 @@ def plan_study(
 
 def cost_table(results: pd.DataFrame) -> pd.DataFrame:
     """Per profile and configuration (final rows): seeds, landmark NME (mean and 95 % interval
-    over seeds), training seconds per cell (mean and standard deviation; CPU time on a shared
-    machine is noisy) and training CPU seconds and evaluation seconds per cell (means)."""
+    over seeds), the main chain's training seconds to phase 3 per cell (mean and standard
+    deviation; CPU time on a shared machine is noisy), its training CPU seconds and the final
+    model's evaluation seconds (means), and ``cell CPU s (mean)``: all a cell's training and
+    scoring (every phase scored, the phase-3 variants; ``cell_costs``)."""
     rows = []
+    costs = cell_costs(results)
     for profile in profiles(results):
         per_cell = final_rows(results, profile).drop_duplicates(["configuration", "seed"])
+        mine = costs[costs["profile"] == profile]
         for conf in ordered_configurations(per_cell["configuration"]):
             cells = per_cell[per_cell.configuration == conf]
             nme, low, high = t_interval(cells["nme"])
@@ -744,6 +769,11 @@ def cost_table(results: pd.DataFrame) -> pd.DataFrame:
                     "train s (sd)": cells["train_seconds"].std(ddof=1),
                     "train CPU s (mean)": cells["train_cpu_seconds"].mean(),
                     "eval s (mean)": cells["eval_seconds"].mean(),
+                    "cell CPU s (mean)": mine.loc[
+                        mine["configuration"] == conf, ["train_cpu", "eval_cpu"]
+                    ]
+                    .sum(axis=1)
+                    .mean(),
                 }
             )
     return pd.DataFrame(rows)
