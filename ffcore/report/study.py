@@ -454,7 +454,7 @@ def register_numbers(
                 "equivalence margin of ECA-CBAM - CBAM (declared before the data)")  # fmt: skip
     if told is not None:
         register_story(numbers, told)
-    _register_grid(numbers, first, cell_costs(results[results["profile"] == names[0]]))
+    _register_grid(numbers, results[results["profile"] == names[0]])
     if diffs.empty:
         return
     mine = diffs[diffs.profile == names[0]]
@@ -503,13 +503,14 @@ def _span(values: pd.Series) -> str:
     return f"{values.min():.1f}-{values.max():.1f}"
 
 
-def _register_grid(numbers: Numbers, first: pd.DataFrame, costs: pd.DataFrame) -> None:
+def _register_grid(numbers: Numbers, rows: pd.DataFrame) -> None:
     """The first profile's grid, in AP points unless said: the span over configurations of mean
     AP, the variance steps (median over ``VARIANCE_FAMILY`` of the paired sd on the first 96 val
     images and on all of them, of its evaluation and training parts), the pairing correlation,
-    the CPU seconds of a cell (``costs``: ``cell_costs`` of the profile), and the seeds, cells and hours of the 1-point plan
-    (``plan_study`` on ``PLAN_JOBS`` cells at a time on ``PLAN_CORES`` cores and on
+    the CPU seconds of a cell (``cell_costs``: all its training and scoring), and the seeds,
+    cells and hours of the 1-point plan (``plan_study`` on ``PLAN_JOBS`` cells at a time on ``PLAN_CORES`` cores and on
     ``PLAN_SLURM_TASKS`` tasks)."""
+    first, costs = final_rows(rows), cell_costs(rows)
     cells = first.drop_duplicates(["configuration", "seed"])
     numbers.add("StudyCells", len(cells), "{:d}", "cells", "cells of the ablation grid")
     for column, word, what in (
@@ -551,7 +552,7 @@ def _register_grid(numbers: Numbers, first: pd.DataFrame, costs: pd.DataFrame) -
                 "median over the variance family of the correlation over seeds")  # fmt: skip
     numbers.add("StudyPairingNegative", int((r < 0).sum()), "{:d}", "tests",
                 "tests of the variance family with a negative correlation over seeds")  # fmt: skip
-    plan = plan_study(first, GOAL_POINTS, PLAN_JOBS, PLAN_CORES, PLAN_SLURM_TASKS)
+    plan = plan_study(rows, GOAL_POINTS, PLAN_JOBS, PLAN_CORES, PLAN_SLURM_TASKS)
     for subset, row in plan.per_subset.iterrows():
         word = name_part(subset)
         numbers.add(f"StudyPlanSd{word}", float(row["paired sd (AP points)"]), "{:.2f}",
