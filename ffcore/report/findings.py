@@ -22,7 +22,6 @@ from typing import Any
 
 import pandas as pd
 
-from ffcore.data.wider_mat import SUBSETS
 from ffcore.paths import repo_path
 from ffcore.profiles import PROFILES
 from ffcore.report.labels import SYNTHETIC_AP, WIDER_AP
@@ -40,6 +39,7 @@ VERDICTS = (
     CONFIRMED, CONTRADICTED, NOT_COMPARABLE, NOT_MEASURABLE, NOT_SUPPORTED, INCONCLUSIVE,
     NOT_MEASURED,
 )  # fmt: skip
+SUBSETS = ("easy", "medium", "hard")
 PARAM_TABLE = "param_table.csv"
 MODEL_SIZE = "model_size.csv"
 COMPARISONS = "ablation_comparisons.csv"

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ffcore.data.wider_mat import SUBSETS
 from ffcore.paths import repo_path
 from ffcore.pipeline import COMMITTED_PER_SEED_CSV
 from ffcore.schedule import PHASE_ORDER
 
+SUBSETS = ("easy", "medium", "hard")
 AP_TOLERANCE = 0.05  # AP points: a change below this prints as 0.0 and is "left unchanged"
 LOSS_TOLERANCE = 0.005  # relative: a probe loss within 0.5 % is "left unchanged"
 
