@@ -331,7 +331,9 @@ def export_study(
     points), ``ablation_forest.{pdf,png}`` (``_<profile>`` for a second profile),
     ``ablation_variance``, ``ablation_costs``, and when the frame holds them
     ``ablation_phases.{csv,tex,pdf,png}`` (AP by phase), ``ablation_phase3`` (phase 3 - 2b),
-    ``ablation_phase3_variants`` and ``ablation_schedules`` (1x against 2x). ``provenance``:
+    ``ablation_phase3_variants`` and ``ablation_schedules`` (1x against 2x), then
+    ``thesis_claims_vs_measured`` again (``ffcore.report.findings``: two of its claims quote
+    these comparisons; notebook 07, before the study, made it first). ``provenance``:
     every file gets its entry. A per-seed CSV that is one of the run's inputs is left as read
     (rewriting the source from itself would change its bytes, not its numbers)."""
     from ffcore.report.provenance import record
@@ -412,6 +414,13 @@ def export_study(
     if len(schedules):
         figures.save_table(schedules, "ablation_schedules", out_dir, index=False,
                            decimals={"1x p_holm": 3, "2x p_holm": 3}, **src)  # fmt: skip
+    # the thesis claims quote these comparisons: the table notebook 07 made before them is
+    # made again from the folder as it is now (each row names its own run)
+    from ffcore.report import findings
+
+    found = findings.build_findings(per_seed.parent)
+    figures.save_table(findings.findings_frame(found), findings.TABLE_NAME, out_dir,
+                       source=f"{source}, and each row's own run", provenance=provenance)  # fmt: skip
     told = story(results, diffs)
     return StudyExport(summary, diffs, variance, costs, gain, variants, schedules, told, fig,
                        forest, phases, per_seed)  # fmt: skip
