@@ -257,3 +257,16 @@ def test_a_cells_cost_counts_every_phase_scored_and_every_variant(tmp_path) -> N
     only_final = cell_costs(phase3_rows(frame))  # the older layout: the final model alone
     assert list(only_final.train_cpu) == [35.0] and list(only_final.eval_cpu) == [0.25]
     assert cost_table(frame)["cell CPU s (mean)"].tolist() == [44 + 1.25]
+
+
+def test_difference_tables_name_configurations_and_variants_in_words() -> None:
+    from ffcore.report.study import difference_table
+
+    frame = pd.DataFrame([{
+        "profile": "study", "configuration": "eca_cbam_phased", "variant": "no_dropout",
+        "subset": "hard", "n": 4, "mean": 2.4, "low": 1.3, "high": 3.5, "p_holm": 0.048,
+        "verdict": "significantly higher",
+    }])  # fmt: skip
+    row = difference_table(frame, ["profile", "configuration", "variant", "subset"]).iloc[0]
+    assert (row.configuration, row.variant) == ("ECA-CBAM phased", "without head dropout")
+    assert (row.difference, row["95% CI"], row["Holm p"]) == (2.4, "[+1.3, +3.5]", 0.048)

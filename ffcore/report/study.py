@@ -26,6 +26,7 @@ from ffcore.report import figures
 from ffcore.report.numbers import Numbers, name_part
 from ffcore.report.study_frame import (
     PER_SEED_FILE,
+    PHASE3_VARIANT_LABELS,
     SUBSETS,
     TWO_X,
     final_rows,
@@ -295,6 +296,10 @@ def difference_table(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """A frame of paired differences (``phase3_gain``, ``phase3_variants``) for LaTeX: the
     ``keys``, n, difference, 95 % interval, Holm p, verdict (AP points)."""
     t = frame[keys + ["n", "mean"]].rename(columns={"mean": "difference"})
+    if "configuration" in t:
+        t["configuration"] = [CONFIGURATIONS[c].label for c in t["configuration"]]
+    if "variant" in t:
+        t["variant"] = [PHASE3_VARIANT_LABELS.get(v, v) for v in t["variant"]]
     t["95% CI"] = _interval(frame["low"], frame["high"])
     t["Holm p"] = frame["p_holm"]
     t["verdict"] = frame["verdict"]

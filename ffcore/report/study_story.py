@@ -17,7 +17,7 @@ import pandas as pd
 
 from ffcore.profiles import PROFILES
 from ffcore.report.numbers import Numbers
-from ffcore.report.study_frame import has_phase_rows, has_variant_rows
+from ffcore.report.study_frame import PHASE3_VARIANT_LABELS, has_phase_rows, has_variant_rows
 from ffcore.report.study_stats import (
     ALPHA,
     ATTENTION_LABELS,
@@ -170,7 +170,7 @@ def _phase_three(results: pd.DataFrame) -> str:
         per_variant = []
         for variant in dict.fromkeys(group["variant"]):
             rows = group[group["variant"] == variant]
-            per_variant.append(f"{variant} - as specified: "
+            per_variant.append(f"{PHASE3_VARIANT_LABELS.get(variant, variant)} - as specified: "
                                + "; ".join(describe(r) for _, r in rows.iterrows()))  # fmt: skip
         parts.append(
             f"Phase-3 variants of {CONFIGURATIONS[conf].label} at the {schedule_name(profile)} "
