@@ -268,5 +268,5 @@ def test_difference_tables_name_configurations_and_variants_in_words() -> None:
         "verdict": "significantly higher",
     }])  # fmt: skip
     row = difference_table(frame, ["profile", "configuration", "variant", "subset"]).iloc[0]
-    assert (row.configuration, row.variant) == ("ECA-CBAM phased", "without head dropout")
+    assert (row.configuration, row.variant) == ("ECA-CBAM phased", "no head dropout")
     assert (row.difference, row["95% CI"], row["Holm p"]) == (2.4, "[+1.3, +3.5]", 0.048)

@@ -409,7 +409,7 @@ def test_story_tells_equivalence_phases_and_schedules_when_present() -> None:
     # ECA-CBAM - CBAM: d = 1 point + 0.001 s points... (k = 2 against k = 1): outside the margin
     assert "ECA-CBAM - CBAM (phased)" in told.parts["Equivalence"]
     assert "phase 3 - phase 2b" in told.parts["PhaseThree"]
-    assert "without mixup - as specified" in told.parts["PhaseThree"]
+    assert "no mixup - as specified" in told.parts["PhaseThree"]
     assert "study / study_2x" in told.parts["Schedules"]
     close = _long_frame(phases=False, variants=False)
     close.loc[close.configuration == "eca_cbam_phased", "ap"] = close.loc[

@@ -38,9 +38,9 @@ PHASE3_VARIANTS: tuple[str, ...] = tuple(_VARIANT_PHASES)  # as_specified first
 # how tables and sentences name a phase-3 variant (what it leaves out of phase 3)
 PHASE3_VARIANT_LABELS: dict[str, str] = {
     AS_SPECIFIED: "as specified",
-    "no_mixup": "without mixup",
-    "no_dropout": "without head dropout",
-    "no_regularisers": "without mixup, head dropout and clipping",
+    "no_mixup": "no mixup",
+    "no_dropout": "no head dropout",
+    "no_regularisers": "no regularisers",  # no mixup, no head dropout, no clipping
 }
 TWO_X = "_2x"  # a profile "<p>_2x" runs the schedule of "<p>" with every phase twice as long
 KEY: tuple[str, ...] = ("profile", "configuration", "phase3_variant", "phase", "seed", "subset")
