@@ -270,3 +270,28 @@ def test_difference_tables_name_configurations_and_variants_in_words() -> None:
     row = difference_table(frame, ["profile", "configuration", "variant", "subset"]).iloc[0]
     assert (row.configuration, row.variant) == ("ECA-CBAM phased", "no head dropout")
     assert (row.difference, row["95% CI"], row["Holm p"]) == (2.4, "[+1.3, +3.5]", 0.048)
+
+
+def test_the_phase_table_has_a_row_per_phase_and_a_column_per_subset() -> None:
+    from ffcore.report.study import phase_table
+
+    trajectory = pd.DataFrame([
+        {"profile": "study", "configuration": "none", "phase": "1", "subset": s, "n": 4,
+         "mean": m, "low": m - 1.0, "high": m + 1.5}
+        for s, m in (("easy", 98.04), ("medium", 93.0), ("hard", 65.12))
+    ] + [{"profile": "study", "configuration": "none", "phase": "2a", "subset": "easy", "n": 1,
+          "mean": 97.0, "low": float("nan"), "high": float("nan")}])  # fmt: skip
+    table = phase_table(trajectory)
+    assert list(table.columns) == [
+        "profile",
+        "configuration",
+        "phase",
+        "n",
+        "easy",
+        "medium",
+        "hard",
+    ]
+    first, second = table.iloc[0], table.iloc[1]
+    assert (first.configuration, first.phase, first.n) == ("no attention", "1", 4)
+    assert (first.easy, first.hard) == ("98.0 [97.0, 99.5]", "65.1 [64.1, 66.6]")
+    assert second.easy == "97.0" and pd.isna(second.medium)  # one seed: no interval

@@ -20,14 +20,16 @@ from ffcore.report.study_frame import (
 )
 
 COMMITTED = FIGURES_DIR / "ablation_per_seed.csv"
+# the grid committed before issue 28 (8 seeds x 5 configurations x 3 subsets = 120 rows of
+# final AP, the layout before phases and variants), kept as a fixture of the older layout
+OLD_GRID = Path(__file__).parent / "data" / "per_seed_old_layout.csv"
 
 
 @pytest.fixture()
 def good(tmp_path: Path) -> Path:
-    """A copy of the committed grid (8 seeds x 5 configurations x 3 subsets = 120 rows), in
-    the long layout."""
+    """The old grid in the long layout."""
     path = tmp_path / "good.csv"
-    read_per_seed(COMMITTED).to_csv(path, index=False)
+    read_per_seed(OLD_GRID).to_csv(path, index=False)
     return path
 
 
@@ -45,10 +47,17 @@ def _plan_error(path: Path, capsys) -> str:
     return one_error_line(capsys.readouterr().err, str(path))
 
 
-def test_committed_grid_reads_in_both_layouts(good: Path) -> None:
-    old = pd.read_csv(COMMITTED)
-    assert tuple(old.columns) == OLD_COLUMNS  # the committed CSV predates phases and variants
-    frame = read_per_seed(COMMITTED)
+def test_the_committed_grid_is_valid_and_in_the_long_layout() -> None:
+    frame = read_per_seed(COMMITTED)  # validated: every row once, whole seeds, finite AP
+    assert tuple(pd.read_csv(COMMITTED, nrows=1).columns) == PER_SEED_COLUMNS
+    assert {"1", "2a", "2b", "3"} <= set(frame.phase)
+    assert set(frame.cpu_capability) == {"AVX2"} and set(frame.torch_threads) == {1}
+
+
+def test_the_old_grid_reads_in_both_layouts(good: Path) -> None:
+    old = pd.read_csv(OLD_GRID)
+    assert tuple(old.columns) == OLD_COLUMNS  # the layout before phases and variants
+    frame = read_per_seed(OLD_GRID)
     assert tuple(frame.columns) == PER_SEED_COLUMNS and len(frame) == 120
     assert set(frame.phase) == {"3"} and set(frame.phase3_variant) == {"as_specified"}
     assert (frame.cpu_capability == "").all()

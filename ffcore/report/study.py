@@ -399,8 +399,8 @@ def export_study(
         figures.save_figure(one, stem, out_dir, provenance=provenance)
     if len(trajectory):
         written = figures.save_table(
-            difference_like(trajectory), "ablation_phases", out_dir, index=False,
-            decimals={"n": 0, "AP (%)": 1}, **src,
+            phase_table(trajectory), "ablation_phases", out_dir, index=False,
+            decimals={"n": 0}, **src,
         )  # fmt: skip
         csv_as(trajectory, written)
     gain, variants, schedules = (
@@ -431,14 +431,20 @@ def export_study(
                        forest, phases, per_seed)  # fmt: skip
 
 
-def difference_like(trajectory: pd.DataFrame) -> pd.DataFrame:
-    """The trajectory for LaTeX: AP (%) on half A of val with its 95 % interval by phase."""
-    t = trajectory[["profile", "configuration", "phase", "subset", "n", "mean"]].rename(
-        columns={"mean": "AP (%)"}
-    )
-    t["configuration"] = [CONFIGURATIONS[c].label for c in t["configuration"]]
-    t["95% CI"] = _interval(trajectory["low"], trajectory["high"])
-    return t
+def phase_table(trajectory: pd.DataFrame) -> pd.DataFrame:
+    """The trajectory for LaTeX, one row per (profile, configuration, phase): seeds and, per
+    subset, AP (%) on half A of val with its 95 % interval over seeds."""
+    rows = []
+    for (profile, conf, phase), group in trajectory.groupby(
+        ["profile", "configuration", "phase"], sort=False
+    ):
+        row = {"profile": profile, "configuration": CONFIGURATIONS[conf].label, "phase": phase,
+               "n": int(group["n"].min())}  # fmt: skip
+        for r in group.itertuples():
+            ci = "" if math.isnan(r.low) else f" [{r.low:.1f}, {r.high:.1f}]"
+            row[r.subset] = f"{r.mean:.1f}{ci}"
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["profile", "configuration", "phase", "n", *SUBSETS])
 
 
 # -- numbers ---------------------------------------------------------------------------------
