@@ -151,11 +151,11 @@ def test_study_notebook_reports_a_finished_study(data, tmp_path) -> None:
     # the thesis claims made again with these comparisons (the joint pair: no ECA-CBAM - CBAM
     # phased comparison here, so that claim is not measured; the phasing claim is)
     claims = pd.read_csv(figs / "thesis_claims_vs_measured.csv", index_col="claim")
-    entry = json.loads((figs / "provenance.json").read_text())["files"]["thesis_claims_vs_measured.csv"]
-    assert entry["notebook"] == "08_ablation_study"
+    entries = json.loads((figs / "provenance.json").read_text())["files"]
+    assert entries["thesis_claims_vs_measured.csv"]["notebook"] == "08_ablation_study"
     assert claims.loc["ECA-CBAM is as accurate as CBAM", "verdict"] == "not measured"
-    assert "phased − joint" in claims.loc["progressive activation of attention prevents "
-                                          "training instability", "measured"]
+    phasing = "progressive activation of attention prevents training instability"
+    assert "phased − joint" in claims.loc[phasing, "measured"]
     comparisons = pd.read_csv(figs / "ablation_comparisons.csv")
     assert set(comparisons["comparison"]) == {"phased - joint (ECA-CBAM)"}
     assert set(comparisons["profile"]) == {"ci"} and (comparisons["n"] == 1).all()
