@@ -221,7 +221,7 @@ def test_a_study_read_while_cells_run_keeps_whole_seeds(tmp_path) -> None:
 
 
 def test_cells_record_the_code_and_packages_that_trained_them(tmp_path) -> None:
-    from ffcore.report.study_frame import cell_environments
+    from ffcore.report.study_frame import cell_environments, read_cells
     from ffcore.study import cell_environment
 
     env = cell_environment()
@@ -229,11 +229,17 @@ def test_cells_record_the_code_and_packages_that_trained_them(tmp_path) -> None:
     assert env["versions"]["torch"] == __import__("torch").__version__.split("+")[0]
     recorded = {"git_commit": "0123456789abcdef", "git_dirty": True,
                 "versions": {"torch": "2.14.1", "numpy": "2.4.6"}}  # fmt: skip
-    for seed, environment in ((0, recorded), (1, recorded), (2, {})):
+    running = _cell().phases[:2]  # seed 3 has not reached phase 3: not counted as trained
+    for seed, environment, phases in ((0, recorded, None), (1, recorded, None), (2, {}, None),
+                                      (3, recorded, running)):  # fmt: skip
         cell = dataclasses.replace(_cell(), seed=seed, cell=f"c{seed}", environment=environment)
+        cell = dataclasses.replace(cell, phases=phases or cell.phases)
         (tmp_path / cell.cell).mkdir()
         (tmp_path / cell.cell / "result.json").write_text(json.dumps(cell.to_dict()))
         assert CellResult.from_dict(cell.to_dict()).environment == environment
+    cells = read_cells(tmp_path)
+    assert [path.parent.name for path, _ in cells] == ["c0", "c1", "c2", "c3"]
+    assert cell_environments(tmp_path, cells) == cell_environments(tmp_path)
     assert cell_environments(tmp_path) == [
         "ci: 2 cell(s) trained at commit 0123456+ (torch 2.14.1, numpy 2.4.6)",
         "ci: 1 cell(s) trained without a recorded environment (commit and package versions)",

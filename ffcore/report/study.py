@@ -528,8 +528,8 @@ def _register_grid(numbers: Numbers, rows: pd.DataFrame) -> None:
     AP, the variance steps (median over ``VARIANCE_FAMILY`` of the paired sd on the first 96 val
     images and on all of them, of its evaluation and training parts), the pairing correlation,
     the CPU seconds of a cell (``cell_costs``: all its training and scoring), and the seeds,
-    cells and hours of the 1-point plan (``plan_study`` on ``PLAN_JOBS`` cells at a time on ``PLAN_CORES`` cores and on
-    ``PLAN_SLURM_TASKS`` tasks)."""
+    cells and hours of the 1-point plan (``plan_study`` on ``PLAN_JOBS`` cells at a time on
+    ``PLAN_CORES`` cores and on ``PLAN_SLURM_TASKS`` tasks)."""
     first, costs = final_rows(rows), cell_costs(rows)
     cells = first.drop_duplicates(["configuration", "seed"])
     numbers.add("StudyCells", len(cells), "{:d}", "cells", "cells of the ablation grid")

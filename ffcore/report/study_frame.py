@@ -182,8 +182,16 @@ def ordered_configurations(names: Iterable[str]) -> list[str]:
     return [c for c in CONFIGURATIONS if c in present]
 
 
+def read_cells(out_dir: str | os.PathLike[str]) -> list[tuple[Path, dict[str, Any]]]:
+    """(path, record) of every cell's result file under ``out_dir`` (``result_files``), each
+    read once: what ``load_results`` and ``cell_environments`` both describe."""
+    return [(path, json.loads(path.read_text())) for path in result_files(out_dir)]
+
+
 def load_results(
-    out_dir: str | os.PathLike[str], allow_mixed_kernels: bool = False
+    out_dir: str | os.PathLike[str],
+    allow_mixed_kernels: bool = False,
+    cells: list[tuple[Path, dict[str, Any]]] | None = None,
 ) -> pd.DataFrame:
     """The per-seed frame (``PER_SEED_COLUMNS``) of every cell under ``out_dir``: a study
     folder (``<out_dir>/<cell>/result.json``) or a folder of study folders, one per schedule
@@ -192,10 +200,10 @@ def load_results(
     ``ap_first96`` on its first 96), NaN where an older result lacks a key. Two cells of the
     same profile, configuration and seed are an error naming both; cells that recorded
     different CPU kernel levels (``cpu_capability``) are a ``MixedKernels`` error unless
-    ``allow_mixed_kernels``."""
+    ``allow_mixed_kernels``. ``cells``: the records ``read_cells(out_dir)`` already read."""
     rows, kernels, seen = [], {}, {}
-    for path in result_files(out_dir):
-        cell_rows = _cell_rows(json.loads(path.read_text()))
+    for path, record in read_cells(out_dir) if cells is None else cells:
+        cell_rows = _cell_rows(record)
         if cell_rows:
             kernels[str(path)] = cell_rows[0]["cpu_capability"] or None
             key = tuple(cell_rows[0][k] for k in ("profile", "configuration", "seed"))
@@ -408,14 +416,18 @@ def read_per_seed(csv_path: str | os.PathLike[str]) -> pd.DataFrame:
     return sort_per_seed(frame[list(PER_SEED_COLUMNS)])
 
 
-def cell_environments(out_dir: str | os.PathLike[str]) -> list[str]:
-    """One line per profile and recorded environment of the cells under ``out_dir`` (the
-    ``environment`` of ``ffcore.study.CellResult``): how many cells, the git commit (``+``
+def cell_environments(
+    out_dir: str | os.PathLike[str], cells: list[tuple[Path, dict[str, Any]]] | None = None
+) -> list[str]:
+    """One line per profile and recorded environment of the finished cells under ``out_dir``
+    (the ``environment`` of ``ffcore.study.CellResult``): how many cells, the git commit (``+``
     when the tree had uncommitted changes) and the package versions; cells that recorded
-    none are counted as such."""
+    none are counted as such, cells still running not at all. ``cells``: the records
+    ``read_cells(out_dir)`` already read."""
     groups: dict[tuple[str, str], int] = {}
-    for path in result_files(out_dir):
-        data = json.loads(path.read_text())
+    for _, data in read_cells(out_dir) if cells is None else cells:
+        if CellResult.from_dict(data).final is None:  # still running (or killed)
+            continue
         env = data.get("environment") or {}
         if env:
             commit = str(env.get("git_commit") or "unknown")[:7] + (
@@ -461,8 +473,9 @@ def study_frame(
     of the cells of ``run_dir`` when there are any (their environments and what
     ``whole_seeds`` leaves out are passed to ``report``), else the CSV ``fallback`` (e.g. the committed one)."""
     if per_seed_csv is None and has_results(run_dir):
-        frame, notes = whole_seeds(load_results(run_dir))
-        for note in [*cell_environments(run_dir), *notes]:
+        cells = read_cells(run_dir)
+        frame, notes = whole_seeds(load_results(run_dir, cells=cells))
+        for note in [*cell_environments(run_dir, cells), *notes]:
             report(note)
         if frame.empty:
             raise ValueError(f"no whole seed under {run_dir} yet: {'; '.join(notes)}")

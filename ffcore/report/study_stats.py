@@ -641,8 +641,9 @@ class StudyPlan:
 
     ``per_subset``: subset -> measured paired sd, seeds for the 95 % half-width, seeds for 80 %
     power (AP points). ``seeds``: the largest of those. ``cell_cpu_seconds``: mean over the
-    pilot's cells of all their training and scoring CPU seconds (``cell_costs``); wall times assume a cell's CPU time is
-    spread over its ``threads`` without loss (an estimate, not a measurement)."""
+    pilot's cells of all their training and scoring CPU seconds (``cell_costs``); wall times
+    assume a cell's CPU time is spread over its ``threads`` without loss (an estimate, not a
+    measurement)."""
 
     target_points: float
     per_subset: pd.DataFrame
@@ -707,16 +708,19 @@ def plan_study(
     slurm_tasks: int | None = None,
     configurations: int = len(CONFIGURATIONS),
 ) -> StudyPlan:
-    """Size the grid from a pilot (the per-seed frame of a smaller study; its first profile's
-    final rows): per subset the median over the declared ``FAMILY`` of the paired-difference sd, the seeds
-    for a 95 % half-width of ``target_points``, and for 80 % power at that difference; the
-    grid's wall time with ``jobs`` cells at a time on ``cores`` cores (default: os.cpu_count()
-    both) and on ``slurm_tasks`` tasks. Trains nothing."""
+    """Size the grid from a pilot (the per-seed frame of a smaller study; its first profile):
+    per subset the median over the declared ``FAMILY`` of the paired-difference sd (final
+    rows), the seeds for a 95 % half-width of ``target_points``, and for 80 % power at that
+    difference; the grid's wall time from the mean cost of the pilot's cells
+    (``cell_costs``), with ``jobs`` cells at a time on ``cores`` cores (default:
+    os.cpu_count() both) and on ``slurm_tasks`` tasks. Trains nothing."""
     cores = cores or os.cpu_count() or 1
     jobs = jobs or cores
     names = profiles(results)
-    costs = cell_costs(results[results["profile"] == names[0]] if names else results)
-    results = _first_profile_final(results)
+    if names:
+        results = results[results["profile"] == names[0]]
+    costs = cell_costs(results)
+    results = final_rows(results)
     sds = variance_components(results, FAMILY)
     if sds.empty or sds["paired sd"].isna().all():
         raise ValueError("the pilot needs two seeds of two configurations of one comparison")
