@@ -410,7 +410,7 @@ def test_story_tells_equivalence_phases_and_schedules_when_present() -> None:
     assert "ECA-CBAM - CBAM (phased)" in told.parts["Equivalence"]
     assert "phase 3 - phase 2b" in told.parts["PhaseThree"]
     assert "no mixup - as specified" in told.parts["PhaseThree"]
-    assert "study / study_2x" in told.parts["Schedules"]
+    assert "study (4 seeds) against study_2x (4 seeds;" in told.parts["Schedules"]
     close = _long_frame(phases=False, variants=False)
     close.loc[close.configuration == "eca_cbam_phased", "ap"] = close.loc[
         close.configuration == "cbam_phased", "ap"
@@ -421,6 +421,47 @@ def test_story_tells_equivalence_phases_and_schedules_when_present() -> None:
     assert (
         "shown equivalent within ±1 point on every subset" in story(close, d).parts["Equivalence"]
     )
+
+
+def test_the_2x_schedule_tells_its_seeds_and_half_widths_against_its_goal() -> None:
+    """A 2x grid read while it runs (3 of the 1x grid's 4 seeds): the story and the numbers name
+    each schedule's seeds and the 2x median half-width, computed here by hand from the frame
+    (scipy's t quantile over each comparison's per-seed differences) against its 1.5 goal."""
+    from ffcore.report.numbers import Numbers
+    from ffcore.report.study_story import story
+
+    rng = np.random.default_rng(7)
+    frame = _long_frame(("study", "study_2x"), phases=False, variants=False)
+    frame = frame[(frame.profile == "study") | (frame.seed < 3)].copy()
+    frame["ap"] += rng.normal(0, 0.01, len(frame))
+    d = paired_differences(frame)
+    two = frame[frame.profile == "study_2x"].pivot_table(
+        index=["subset", "seed"], columns="configuration", values="ap"
+    )
+    expected = {}
+    for subset in SUBSETS:
+        halves = []
+        for _, r in d[(d.profile == "study_2x") & (d.subset == subset)].iterrows():
+            x = 100 * (two.loc[subset][r.a] - two.loc[subset][r.b]).to_numpy()
+            halves.append(stats.t.ppf(0.975, len(x) - 1) * np.std(x, ddof=1) / math.sqrt(len(x)))
+        expected[subset] = float(np.median(halves))
+    widths = " / ".join(f"{expected[s]:.2f}" for s in SUBSETS)
+    met = "within" if max(expected.values()) <= 1.5 else "not yet within"
+    text = story(frame, d).parts["Schedules"]
+    assert text.startswith(
+        f"study (4 seeds) against study_2x (3 seeds; median paired 95 % half-width {widths} "
+        f"points, {met} its 1.5-point goal), the 24 tests run at both: "
+    ), text
+    numbers = Numbers("08_ablation_study", "study")
+    register_numbers(numbers, frame, d)
+    assert numbers["StudySeeds"].value == 4 and numbers["StudyTwoXSeeds"].value == 3
+    for subset in SUBSETS:
+        word = subset.capitalize()
+        assert numbers[f"StudyTwoXHalfWidth{word}"].value == pytest.approx(expected[subset])
+    missed = [s for s in SUBSETS if expected[s] > 1.5]
+    assert numbers["StudyTwoXGoal"].value.startswith("the 1.5-point goal")
+    assert ("missed on " + " and ".join(missed) in numbers["StudyTwoXGoal"].value) == bool(missed)
+    assert numbers["StudyGoal"].value.startswith("the 1-point goal")
 
 
 def test_statistics_draw_nothing() -> None:

@@ -39,8 +39,11 @@ from ffcore.report.study_stats import (
     ALPHA,
     EQUIVALENCE_LABELS,
     EQUIVALENCE_MARGIN,
+    GOAL_POINTS,
     cell_costs,
     cost_table,
+    goal_points,
+    half_widths,
     paired_differences,
     pairing_correlation,
     phase3_gain,
@@ -58,7 +61,6 @@ from ffcore.study import CONFIGURATIONS
 if TYPE_CHECKING:
     from ffcore.report.provenance import RunInfo
 
-GOAL_POINTS = 1.0  # the 95 % half-width the study was sized for (`study --plan --target 1.0`)
 # The machines the README's plan is stated for: the committed grid's (2 cells at a time on 2
 # cores) and a SLURM array of 40 one-core tasks.
 PLAN_JOBS = 2
@@ -477,25 +479,8 @@ def register_numbers(
     _register_grid(numbers, results[results["profile"] == names[0]])
     if diffs.empty:
         return
-    mine = diffs[diffs.profile == names[0]]
-    half = ((mine["high"] - mine["low"]) / 2).groupby(mine["subset"]).median()
-    mde = mine["detectable"].groupby(mine["subset"]).median()
-    present = [s for s in SUBSETS if s in half.index]
-    met = [s for s in present if half[s] <= GOAL_POINTS]
-    missed = [s for s in present if s not in met]
-    goal = ", ".join(
-        f"{verb} on {' and '.join(which)}"
-        for verb, which in (("met", met), ("missed", missed))
-        if which
-    )
-    numbers.add("StudyGoal", f"the {GOAL_POINTS:g}-point goal {goal}", unit="",
-                description="median paired 95 % half-width against the 1-point goal")  # fmt: skip
-    for subset in present:
-        word = name_part(subset)
-        numbers.add(f"StudyHalfWidth{word}", float(half[subset]), "{:.2f}", "AP points",
-                    f"median paired 95 % half-width over the family, {subset}")  # fmt: skip
-        numbers.add(f"StudyMdeEighty{word}", float(mde[subset]), "{:.1f}", "AP points",
-                    f"median difference detectable with 80 % power, {subset}")  # fmt: skip
+    for profile in profiles(diffs):
+        _register_resolution(numbers, diffs[diffs.profile == profile], names[0])
     for r in diffs.itertuples():
         pre = _prefix(r.profile, names[0])
         base = f"{pre}{name_part(r.a)}Minus{name_part(r.b)}{name_part(r.subset)}"
@@ -512,6 +497,37 @@ def register_numbers(
                         f"{what}: TOST p (the larger one-sided p)")  # fmt: skip
             numbers.add(f"{base}Equivalence", r.equivalence_verdict, unit="",
                         description=f"{what}: equivalence verdict")  # fmt: skip
+
+
+def _register_resolution(numbers: Numbers, mine: pd.DataFrame, first: str) -> None:
+    """Of one profile's family (``Study...``, ``StudyTwoX...`` for the 2x): its seeds (2x only;
+    ``StudySeeds`` is the first profile's), per subset the median paired 95 % half-width and
+    the median difference detectable with 80 % power, and the half-widths against the goal
+    (``goal_points``)."""
+    profile = str(mine["profile"].iloc[0])
+    pre, goal_at = f"Study{_prefix(profile, first)}", goal_points(profile)
+    where = "" if profile == first else f" ({profile})"
+    if profile != first:
+        numbers.add(f"{pre}Seeds", int(mine["n"].max()), "{:d}", "seeds",
+                    f"seeds per configuration{where}")  # fmt: skip
+    half = half_widths(mine)
+    mde = mine["detectable"].groupby(mine["subset"]).median()
+    present = [s for s in SUBSETS if s in half.index]
+    met = [s for s in present if half[s] <= goal_at]
+    missed = [s for s in present if s not in met]
+    goal = ", ".join(
+        f"{verb} on {' and '.join(which)}"
+        for verb, which in (("met", met), ("missed", missed))
+        if which
+    )
+    numbers.add(f"{pre}Goal", f"the {goal_at:g}-point goal {goal}", unit="",
+                description=f"median paired 95 % half-width against its goal{where}")  # fmt: skip
+    for subset in present:
+        word = name_part(subset)
+        numbers.add(f"{pre}HalfWidth{word}", float(half[subset]), "{:.2f}", "AP points",
+                    f"median paired 95 % half-width over the family, {subset}{where}")  # fmt: skip
+        numbers.add(f"{pre}MdeEighty{word}", float(mde[subset]), "{:.1f}", "AP points",
+                    f"median difference detectable with 80 % power, {subset}{where}")  # fmt: skip
 
 
 def _listed(words: list[str]) -> str:

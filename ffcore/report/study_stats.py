@@ -34,6 +34,7 @@ from ffcore.report.study_frame import (
     FINAL_PHASE,
     PHASE3_VARIANTS,
     SUBSETS,
+    TWO_X,
     final_rows,
     ordered_configurations,
     profiles,
@@ -46,6 +47,8 @@ from ffcore.study import CONFIGURATIONS
 CONFIDENCE = 0.95
 ALPHA = 0.05  # family-wise error rate (Holm) and level of each equivalence test
 POWER = 0.80  # for the detectable difference and the seed count of a plan
+GOAL_POINTS = 1.0  # the 95 % half-width the study was sized for (`study --plan --target 1.0`)
+TWO_X_GOAL_POINTS = 1.5  # the 2x grid's goal (issue 28): fewer configurations, fewer seeds
 # The equivalence margin of ECA-CBAM - CBAM, in AP points: the thesis's claim is that ECA-CBAM
 # "keeps CBAM's accuracy" with fewer parameters; one AP point is the smallest difference the
 # WIDER FACE literature reports as a gain between attention variants of a light detector (and
@@ -450,6 +453,17 @@ def agreement(one: pd.Series, two: pd.Series) -> str:
     if sig2:
         return "significant only at 2x"
     return "neither significant"
+
+
+def goal_points(profile: str) -> float:
+    """The median paired half-width a schedule's grid aims at: 1 point at 1x, 1.5 at 2x."""
+    return TWO_X_GOAL_POINTS if profile.endswith(TWO_X) else GOAL_POINTS
+
+
+def half_widths(diffs: pd.DataFrame) -> pd.Series:
+    """Per subset, the median paired 95 % half-width of one profile's rows of
+    ``paired_differences`` (AP points)."""
+    return ((diffs["high"] - diffs["low"]) / 2).groupby(diffs["subset"]).median()
 
 
 def schedule_table(diffs: pd.DataFrame) -> pd.DataFrame:

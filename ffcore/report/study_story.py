@@ -17,7 +17,13 @@ import pandas as pd
 
 from ffcore.profiles import PROFILES
 from ffcore.report.numbers import Numbers
-from ffcore.report.study_frame import PHASE3_VARIANT_LABELS, has_phase_rows, has_variant_rows
+from ffcore.report.study_frame import (
+    PHASE3_VARIANT_LABELS,
+    SUBSETS,
+    has_phase_rows,
+    has_variant_rows,
+    two_x_pairs,
+)
 from ffcore.report.study_stats import (
     ALPHA,
     ATTENTION_LABELS,
@@ -26,6 +32,8 @@ from ffcore.report.study_stats import (
     EQUIVALENCE_MARGIN,
     EQUIVALENT,
     PHASING_LABELS,
+    goal_points,
+    half_widths,
     paired_differences,
     phase3_gain,
     phase3_variants,
@@ -187,14 +195,24 @@ def _schedules(diffs: pd.DataFrame) -> str:
         return ("The per-seed CSV holds no 2x rows (profile study_2x): whether a verdict "
                 "survives twice the training is not measured here.")  # fmt: skip
     parts = []
-    for pair, group in table.groupby("profiles", sort=True):
+    for one_x, two_x in two_x_pairs(diffs):
+        group = table[table["profiles"] == f"{one_x} / {two_x}"]
+        seeds = {p: int(diffs.loc[diffs.profile == p, "n"].max()) for p in (one_x, two_x)}
+        half = half_widths(diffs[diffs.profile == two_x])
+        widths = " / ".join(f"{half[s]:.2f}" for s in SUBSETS if s in half.index)
+        goal = goal_points(two_x)
+        met = "within" if (half <= goal).all() else "not yet within"
         counts = group["agreement"].value_counts()
         tally = ", ".join(f"{n} {word}" for word, n in counts.items())
         changed = group[~group["agreement"].isin(("confirmed", "neither significant"))]
         detail = "; ".join(f"{r['comparison']} on {r['subset']}: 1x {r['1x']}, 2x {r['2x']} "
                            f"({r['agreement']})" for _, r in changed.iterrows())  # fmt: skip
-        parts.append(f"{pair}, the {len(group)} tests at 1x and 2x: {tally}"
-                     + (f". Changed: {detail}." if detail else "."))  # fmt: skip
+        parts.append(
+            f"{one_x} ({seeds[one_x]} seeds) against {two_x} ({seeds[two_x]} seeds; median "
+            f"paired 95 % half-width {widths} points, {met} its {goal:g}-point goal), the "
+            f"{len(group)} tests run at both: {tally}"
+            + (f". Changed: {detail}." if detail else ".")
+        )
     return " ".join(parts)
 
 
