@@ -18,6 +18,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
 from statsmodels.stats.weightstats import ttost_paired
 
+from ffcore.report.numbers import Numbers
 from ffcore.report.study import export_study, register_numbers
 from ffcore.report.study_frame import (
     PER_SEED_COLUMNS,
@@ -399,6 +400,48 @@ def test_story_words_follow_the_holm_verdicts() -> None:
     assert "no 2x rows" in told.parts["Schedules"]
     assert "synthetic val set" in told.parts["Scope"] and "WIDER FACE" in told.parts["Scope"]
     assert not any("<" in text for text in told.parts.values())  # README markers
+
+
+def test_headlines_count_and_name_the_holm_verdicts(tmp_path) -> None:
+    """The short story (companion): its counts and the tests it names are those of the Holm
+    verdicts of ``paired_differences``, counted here from the verdict column."""
+    from ffcore.report.layout import study_results
+    from ffcore.report.study_stats import ATTENTION_LABELS
+    from ffcore.report.study_story import register_story, story
+
+    rng = np.random.default_rng(2)
+    frame = _long_frame(("study", "study_2x"), variants=False, seeds=8, two_x_shift=0.01)
+    frame["ap"] += rng.normal(0, 0.0005, len(frame))
+    d = paired_differences(frame)
+    told = story(frame, d)
+    for profile, times in (("study", "1x"), ("study_2x", "2x")):
+        rows = d[(d.profile == profile) & d.comparison.isin(ATTENTION_LABELS)]
+        lower = rows[rows.verdict == "significantly lower"]
+        higher = rows[rows.verdict == "significantly higher"]
+        counts = (f"At {times}, attention against none: {len(lower)} of the {len(rows)} tests "
+                  f"lower, {len(higher)} higher, {len(rows) - len(lower) - len(higher)} with no "
+                  "measurable difference")  # fmt: skip
+        assert counts in told.headlines["Attention"], told.headlines["Attention"]
+        assert len(lower) + len(higher) > 0  # the configurations' offsets make tests differ
+        for word, sig in (("lower", lower), ("higher", higher)):
+            for comparison, subsets in sig.groupby("comparison", sort=False)["subset"]:
+                *head, last = list(subsets)
+                listed = f"{', '.join(head)} and {last}" if head else last
+                assert f"{comparison} {word} on {listed}" in told.headlines["Attention"]
+    assert (
+        "1x (8 seeds) against 2x (8 seeds), the 24 tests run at both:"
+        in (told.headlines["Schedules"])
+    )
+    assert "Scope" not in told.headlines and "phase 3 - phase 2b" in told.headlines["PhaseThree"]
+    # the companion's study section tells the headlines, in the story's order
+    numbers = Numbers("08_ablation_study", "study")
+    register_story(numbers, told)
+    entries = numbers.entries()
+    lines = study_results(entries, tmp_path)
+    assert lines == [told.headlines[k] for k in ("Attention", "Phasing", "Equivalence",
+                                                 "PhaseThree", "Schedules")]  # fmt: skip
+    no_story = {k: v for k, v in entries.items() if not k.startswith("StudyHeadline")}
+    assert study_results(no_story, tmp_path) == []  # nothing else registered, no CSV
 
 
 def test_story_tells_equivalence_phases_and_schedules_when_present() -> None:

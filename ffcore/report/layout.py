@@ -23,6 +23,7 @@ import pandas as pd
 
 from ffcore.report.labels import ap_label_of_profile
 from ffcore.report.numbers import name_part
+from ffcore.report.study_story import STORY_PARTS
 
 Numbers = Mapping[str, Mapping[str, Any]]  # the entries of numbers.json
 
@@ -111,8 +112,10 @@ def study_results(numbers: Numbers, folder: Path) -> list[str]:
     out = []
     if t := _text(numbers, "StudySeeds", "StudyConfigurations"):
         out.append(f"The grid ran {t[1]} configurations with {t[0]} seeds each.")
+    told = [t[0] for part in STORY_PARTS if (t := _text(numbers, f"StudyHeadline{part}"))]
+    out += told  # the story in short (ffcore.report.study_story.headlines), when registered
     path = folder / "ablation_comparisons.csv"
-    if path.is_file():
+    if path.is_file() and not told:
         table = pd.read_csv(path)
         if "profile" in table and table["profile"].nunique() > 1:  # the main grid, not its 2x
             table = table[table["profile"] == table["profile"].iloc[0]]

@@ -11,7 +11,7 @@ holds no "<" (a README marker's content cannot).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -20,6 +20,7 @@ from ffcore.report.numbers import Numbers
 from ffcore.report.study_frame import (
     PHASE3_VARIANT_LABELS,
     SUBSETS,
+    TWO_X,
     has_phase_rows,
     has_variant_rows,
     two_x_pairs,
@@ -52,9 +53,10 @@ SCOPE = (
 
 @dataclass(frozen=True)
 class Story:
-    """The paragraphs (``STORY_PARTS``) of one per-seed frame."""
+    """The paragraphs (``STORY_PARTS``) of one per-seed frame, and their ``headlines``."""
 
     parts: dict[str, str]
+    headlines: dict[str, str] = field(default_factory=dict)
 
     def markdown(self) -> str:
         titles = {"Attention": "What attention costs or gains", "Phasing": "Phased or joint",
@@ -132,21 +134,26 @@ def _equivalence(diffs: pd.DataFrame) -> str:
         f"{ALPHA:g} (90 % interval shown)."
     ]
     for (profile, label), group in rows.groupby(["profile", "comparison"], sort=False):
-        ok = group[group["equivalence_verdict"] == EQUIVALENT]
         detail = "; ".join(
             f"{r['subset']} {r['equivalence_verdict']}"
             + ("" if math.isnan(r["eq_low"]) else f" (90 % interval [{r['eq_low']:+.1f}, "
                f"{r['eq_high']:+.1f}], p = {r['p_equivalence']:.2g})")
             for _, r in group.iterrows()
         )  # fmt: skip
-        if len(ok) == len(group):
-            head = f"shown equivalent within ±{EQUIVALENCE_MARGIN:g} point on every subset"
-        elif len(ok):
-            head = f"shown equivalent on {', '.join(ok['subset'])} only"
-        else:
-            head = "not shown equivalent on any subset"
-        parts.append(f"At the {schedule_name(profile)}, {label}: {head} ({detail}).")
+        parts.append(f"At the {schedule_name(profile)}, {label}: {_equivalent_on(group)} "
+                     f"({detail}).")  # fmt: skip
     return " ".join(parts)
+
+
+def _equivalent_on(group: pd.DataFrame) -> str:
+    """The equivalence verdict of one comparison over its subsets, e.g. "shown equivalent on
+    medium only"."""
+    ok = group[group["equivalence_verdict"] == EQUIVALENT]
+    if len(ok) == len(group):
+        return f"shown equivalent within ±{EQUIVALENCE_MARGIN:g} point on every subset"
+    if len(ok):
+        return f"shown equivalent on {_listed(list(ok['subset']))} only"
+    return "not shown equivalent on any subset"
 
 
 def _phase_three(results: pd.DataFrame) -> str:
@@ -229,10 +236,85 @@ def story(results: pd.DataFrame, diffs: pd.DataFrame | None = None) -> Story:
         "Schedules": _schedules(diffs),
         "Scope": SCOPE,
     }
-    return Story(parts)
+    return Story(parts, headlines(results, diffs))
+
+
+def _times(profile: str) -> str:
+    return "2x" if profile.endswith(TWO_X) else "1x"
+
+
+def _listed(words: list[str]) -> str:
+    """``["a", "b", "c"]`` -> ``"a, b and c"``."""
+    return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
+
+
+def _named(group: pd.DataFrame, key: str = "comparison") -> str:
+    """The tests of ``group`` whose Holm verdict is a difference, by ``key``, e.g. "CBAM phased
+    - none lower on medium and hard"; empty when there is none."""
+    named = []
+    for name, rows in group.groupby(key, sort=False):
+        for word in ("lower", "higher"):
+            subsets = [r["subset"] for _, r in rows.iterrows()
+                       if _word(r["p_holm"], r["mean"]) == word]  # fmt: skip
+            if subsets:
+                named.append(f"{name} {word} on {_listed(subsets)}")
+    return "; ".join(named)
+
+
+def _headline(times: str, what: str, group: pd.DataFrame, key: str = "comparison") -> str:
+    named = _named(group, key)
+    return f"At {times}, {what}: {_count(group)}" + (f" ({named})." if named else ".")
+
+
+def headlines(results: pd.DataFrame, diffs: pd.DataFrame | None = None) -> dict[str, str]:
+    """The story in one sentence per part and schedule (``STORY_PARTS`` but the scope): the
+    counts of the Holm verdicts and the tests that differ, each equivalence verdict, the 1x/2x
+    tally; for a short summary (the companion's study section). Intervals are in ``story``."""
+    diffs = paired_differences(results) if diffs is None else diffs
+    out: dict[str, list[str]] = {k: [] for k in STORY_PARTS if k != "Scope"}
+    for profile, group in diffs.groupby("profile", sort=True):
+        times = _times(str(profile))
+        for part, labels, what in (
+            ("Attention", ATTENTION_LABELS, "attention against none"),
+            ("Phasing", PHASING_LABELS, "phased against joint attention"),
+        ):
+            mine = group[group["comparison"].isin(labels)]
+            if len(mine):
+                out[part].append(_headline(times, what, mine))
+        for label, rows in group[group["comparison"].isin(EQUIVALENCE_LABELS)].groupby(
+            "comparison", sort=False
+        ):
+            out["Equivalence"].append(f"At {times}, {label}: {_equivalent_on(rows)}.")
+    gain = phase3_gain(results)
+    for profile, group in gain.groupby("profile", sort=True) if len(gain) else ():
+        labelled = group.assign(label=group["configuration"].map(
+            lambda c: CONFIGURATIONS[c].label))  # fmt: skip
+        out["PhaseThree"].append(
+            _headline(_times(str(profile)), "phase 3 - phase 2b", labelled, "label")
+        )
+    variants = phase3_variants(results)
+    for (profile, conf), group in (
+        variants.groupby(["profile", "configuration"], sort=True) if len(variants) else ()
+    ):
+        labelled = group.assign(label=group["variant"].map(
+            lambda v: f"{PHASE3_VARIANT_LABELS.get(v, v)} - as specified"))  # fmt: skip
+        what = f"the phase-3 variants of {CONFIGURATIONS[conf].label}"
+        out["PhaseThree"].append(_headline(_times(str(profile)), what, labelled, "label"))
+    table = schedule_table(diffs)
+    for one_x, two_x in two_x_pairs(diffs) if len(table) else ():
+        group = table[table["profiles"] == f"{one_x} / {two_x}"]
+        seeds = [int(diffs.loc[diffs.profile == p, "n"].max()) for p in (one_x, two_x)]
+        tally = ", ".join(f"{n} {word}" for word, n in group["agreement"].value_counts().items())
+        out["Schedules"].append(f"1x ({seeds[0]} seeds) against 2x ({seeds[1]} seeds), the "
+                                f"{len(group)} tests run at both: {tally}.")  # fmt: skip
+    return {part: " ".join(lines) for part, lines in out.items() if lines}
 
 
 def register_story(numbers: Numbers, told: Story) -> None:
-    """Each paragraph as a text number ``StudyStory<Part>`` (README markers, numbers.tex)."""
+    """Each paragraph as a text number ``StudyStory<Part>`` (README markers, numbers.tex) and
+    each headline as ``StudyHeadline<Part>`` (the companion's study section)."""
     for name, text in told.parts.items():
         numbers.add(f"StudyStory{name}", text, unit="", description=f"study in words: {name}")
+    for name, text in told.headlines.items():
+        numbers.add(f"StudyHeadline{name}", text, unit="",
+                    description=f"study in one sentence per schedule: {name}")  # fmt: skip
