@@ -182,3 +182,17 @@ def test_phase_rows_need_ap_half_a_not_ap(good: Path, tmp_path: Path) -> None:
     pd.concat([frame, variant]).to_csv(tmp_path / "variant.csv", index=False)
     with pytest.raises(PerSeedError, match="a phase-3 variant other than as_specified"):
         read_per_seed(tmp_path / "variant.csv")
+
+
+def test_a_figure_of_one_profile_names_that_profile_alone() -> None:
+    from ffcore.report.study_frame import profile_source, study_source
+
+    frame = pd.DataFrame({"profile": ["study_2x", "study", "study"]})
+    source = study_source(frame, None)
+    assert source == "study/study_2x profile, synthetic data"
+    assert profile_source(source, frame, "study_2x") == "study_2x profile, synthetic data"
+    assert profile_source(source, frame, "study") == "study profile, synthetic data"
+    one = frame[frame.profile == "study"]
+    assert profile_source(study_source(one, "/d/WIDER"), one, "study") == (
+        "study profile, data WIDER"
+    )

@@ -677,7 +677,10 @@ def test_every_aggregate_follows_from_the_per_seed_csv(tmp_path) -> None:
     rng = np.random.default_rng(1)
     frame["ap"] += rng.normal(0, 0.003, len(frame))  # every comparison gets some difference
     shuffled = frame.sample(frac=1.0, random_state=0)
-    out = export_study(shuffled, tmp_path, "study profile, synthetic data")
+    # the source names both profiles; each figure of one profile names that one alone (the
+    # 2x forest plot's title, with both, was cut at the page's edge)
+    out = export_study(shuffled, tmp_path, "study/study_2x profile, synthetic data")
+    assert out.forest._suptitle.get_text().endswith("; source: study profile, synthetic data")
     for name in ("ablation_per_seed.csv", "ablation_forest.pdf", "ablation_forest.png",
                  "ablation_forest_study_2x.png", "ablation_variance.csv", "ablation_study.png",
                  "ablation_phases.png", "ablation_phases.csv", "ablation_phase3.csv",
@@ -708,7 +711,7 @@ def test_every_aggregate_follows_from_the_per_seed_csv(tmp_path) -> None:
     assert variance.to_numpy() == pytest.approx(variance_decomposition(back).to_numpy())
     variants = pd.read_csv(tmp_path / "ablation_phase3_variants.csv")
     assert variants["p_holm"].to_numpy() == pytest.approx(phase3_variants(back)["p_holm"])
-    assert len(out.schedules) == 24 and "study / study_2x" in out.story.parts["Schedules"]
+    assert len(out.schedules) == 24 and "study_2x (4 seeds;" in out.story.parts["Schedules"]
 
 
 @pytest.mark.slow  # draws and saves every study figure

@@ -31,6 +31,7 @@ from ffcore.report.study_frame import (
     TWO_X,
     final_rows,
     ordered_configurations,
+    profile_source,
     profiles,
     sort_per_seed,
     write_per_seed,
@@ -197,7 +198,7 @@ def plot_forest(diffs: pd.DataFrame, source: str):
         fig,
         source,
         _schedule_tag(diffs)
-        + f"Paired differences by seed ({_n_label(diffs, 'n')}, {len(diffs)} tests, Holm-adjusted)",
+        + f"Paired differences ({_n_label(diffs, 'n')}, {len(diffs)} tests, Holm-adjusted)",
     )
     return fig
 
@@ -365,16 +366,16 @@ def export_study(
         if provenance is not None:
             record([written[0]], provenance)
 
-    fig = plot_study(results, summary, source)
+    names = profiles(results)
+    fig = plot_study(results, summary, profile_source(source, results, names[0]))
     figures.save_figure(fig, "ablation_study", out_dir, provenance=provenance)
     written = figures.save_table(summary_table(summary), "ablation_study", out_dir, index=False,
                                  decimals=1, **src)  # fmt: skip
     csv_as(summary, written)
     forest = None
     variance = pd.DataFrame()
-    names = profiles(diffs) if len(diffs) else []
-    for profile in names:
-        one = plot_forest(diffs[diffs.profile == profile], source)
+    for profile in profiles(diffs) if len(diffs) else []:
+        one = plot_forest(diffs[diffs.profile == profile], profile_source(source, results, profile))
         forest = one if forest is None else forest
         figures.save_figure(one, _stem("ablation_forest", profile, names[0]), out_dir,
                             provenance=provenance)  # fmt: skip
@@ -395,7 +396,8 @@ def export_study(
                                  "cell CPU s (mean)": 0}, **src)  # fmt: skip
     trajectory, phases = phase_trajectory(results), None
     for profile in profiles(trajectory) if len(trajectory) else []:
-        one = plot_phases(trajectory[trajectory.profile == profile], source)
+        one = plot_phases(trajectory[trajectory.profile == profile],
+                          profile_source(source, results, profile))  # fmt: skip
         phases = one if phases is None else phases
         stem = _stem("ablation_phases", profile, profiles(trajectory)[0])
         figures.save_figure(one, stem, out_dir, provenance=provenance)

@@ -490,3 +490,9 @@ def study_source(results: pd.DataFrame, data_root: str | os.PathLike[str] | None
     names = "/".join(profiles(results))
     data = "synthetic data" if data_root is None else f"data {Path(data_root).name}"
     return f"{names} profile, {data}"
+
+
+def profile_source(source: str, results: pd.DataFrame, profile: str) -> str:
+    """``source`` (the ``study_source`` of ``results``) for a figure of ``profile`` alone, e.g.
+    "study_2x profile, synthetic data" for the 2x forest plot of a frame of both schedules."""
+    return source.replace(f"{'/'.join(profiles(results))} profile", f"{profile} profile", 1)
