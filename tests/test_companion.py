@@ -253,3 +253,15 @@ def test_an_optional_item_is_shown_when_present_and_never_missing(tmp_path: Path
     shutil.copyfile(figs / "ablation_costs.tex", figs / "ablation_schedules.tex")
     tex = companion_tex(figs, "smoke", "abc", False, "today")
     assert r"\fftable{ablation_schedules}{\input{figures/ablation_schedules}}" in tex
+
+
+def test_result_sentences_break_into_paragraphs_where_a_section_says() -> None:
+    from ffcore.report.companion import _paragraph
+    from ffcore.report.layout import PARAGRAPH
+
+    assert _paragraph([]) == ""
+    assert _paragraph(["A 5 %.", "B."]) == r"A 5 \%. B."
+    assert _paragraph(["A.", PARAGRAPH, "B - C.", PARAGRAPH, PARAGRAPH, "D."]) == (
+        "A.\n\nB $-$ C.\n\nD."
+    )
+    assert _paragraph([PARAGRAPH, "A."]) == "A."  # no empty paragraph first

@@ -438,8 +438,8 @@ def test_headlines_count_and_name_the_holm_verdicts(tmp_path) -> None:
     register_story(numbers, told)
     entries = numbers.entries()
     lines = study_results(entries, tmp_path)
-    assert lines == [told.headlines[k] for k in ("Attention", "Phasing", "Equivalence",
-                                                 "PhaseThree", "Schedules")]  # fmt: skip
+    parts = ("Attention", "Phasing", "Equivalence", "PhaseThree", "Schedules")
+    assert lines == [x for k in parts for x in ("", told.headlines[k])]  # a paragraph each
     no_story = {k: v for k, v in entries.items() if not k.startswith("StudyHeadline")}
     assert study_results(no_story, tmp_path) == []  # nothing else registered, no CSV
 
@@ -712,6 +712,14 @@ def test_every_aggregate_follows_from_the_per_seed_csv(tmp_path) -> None:
     variants = pd.read_csv(tmp_path / "ablation_phase3_variants.csv")
     assert variants["p_holm"].to_numpy() == pytest.approx(phase3_variants(back)["p_holm"])
     assert len(out.schedules) == 24 and "study_2x (4 seeds;" in out.story.parts["Schedules"]
+    # printed per schedule: the 2x table of its own rows, the schedules table without the words
+    two = pd.read_csv(tmp_path / "ablation_comparisons_study_2x.csv")
+    assert set(two.profile) == {"study_2x"} and len(two) == 24
+    assert (tmp_path / "ablation_comparisons_study_2x.tex").is_file()
+    schedules = pd.read_csv(tmp_path / "ablation_schedules.csv")
+    assert {"profiles", "1x verdict", "2x verdict", "agreement"} <= set(schedules.columns)
+    printed = (tmp_path / "ablation_schedules.tex").read_text()
+    assert "1x Holm p" in printed and "verdict" not in printed and "profiles" not in printed
 
 
 @pytest.mark.slow  # draws and saves every study figure

@@ -45,6 +45,7 @@ from ffcore.report.figures import (
 from ffcore.report.findings import build_findings, findings_tex, summary
 from ffcore.report.layout import (
     NOT_SHOWN,
+    PARAGRAPH,
     SECTIONS,
     Item,
     Section,
@@ -293,7 +294,16 @@ def _item_tex(folder: Path, item: Item, made_by: str) -> str:
 
 
 def _paragraph(sentences: Sequence[str]) -> str:
-    return latex_escape(" ".join(sentences)) if sentences else ""
+    """The sentences as LaTeX, a new paragraph at each ``PARAGRAPH`` among them."""
+    groups, current = [], []
+    for sentence in [*sentences, PARAGRAPH]:
+        if sentence == PARAGRAPH:
+            if current:
+                groups.append(latex_escape(" ".join(current)))
+            current = []
+        else:
+            current.append(sentence)
+    return "\n\n".join(groups)
 
 
 def section_tex(folder: Path, section: Section, numbers: dict[str, Any]) -> str:

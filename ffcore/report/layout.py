@@ -45,6 +45,9 @@ class Section:
     results: Callable[[Numbers, Path], list[str]]  # generated sentences (plain text)
 
 
+PARAGRAPH = ""  # among a section's result sentences: a new paragraph begins
+
+
 def _text(numbers: Numbers, *names: str) -> list[str] | None:
     """The printed texts of ``names`` (None when any is missing: the sentence is left out)."""
     found = [numbers.get(n, {}).get("text") for n in names]
@@ -112,8 +115,15 @@ def study_results(numbers: Numbers, folder: Path) -> list[str]:
     out = []
     if t := _text(numbers, "StudySeeds", "StudyConfigurations"):
         out.append(f"The grid ran {t[1]} configurations with {t[0]} seeds each.")
+    if t := _text(numbers, *_subset_names("StudyMdeEighty")):
+        out.append(
+            f"With these seeds a difference of {t[0]} / {t[1]} / {t[2]} AP points (easy / "
+            "medium / hard) would have been found with 80 % power."
+        )
+    # the story in short (ffcore.report.study_story.headlines), a paragraph each, when registered
     told = [t[0] for part in STORY_PARTS if (t := _text(numbers, f"StudyHeadline{part}"))]
-    out += told  # the story in short (ffcore.report.study_story.headlines), when registered
+    for line in told:
+        out += [PARAGRAPH, line]
     path = folder / "ablation_comparisons.csv"
     if path.is_file() and not told:
         table = pd.read_csv(path)
@@ -132,11 +142,6 @@ def study_results(numbers: Numbers, folder: Path) -> list[str]:
                     + "; ".join(parts)
                     + "; the others are not significant after the Holm adjustment."
                 )
-    if t := _text(numbers, *_subset_names("StudyMdeEighty")):
-        out.append(
-            f"With these seeds a difference of {t[0]} / {t[1]} / {t[2]} AP points (easy / "
-            "medium / hard) would have been found with 80 % power."
-        )
     return out
 
 
@@ -237,7 +242,7 @@ SECTIONS: tuple[Section, ...] = (
             Item(table="ablation_variance"),
             Item(table="ablation_costs"),
             # the grid with every phase twice as long (profile study_2x), when it ran
-            Item("ablation_forest_study_2x", optional=True),
+            Item("ablation_forest_study_2x", "ablation_comparisons_study_2x", optional=True),
             Item("ablation_phases_study_2x", optional=True),
             Item(table="ablation_schedules", optional=True),
         ),
