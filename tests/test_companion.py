@@ -247,7 +247,7 @@ def test_an_undeclared_file_is_shown_apart_and_a_missing_one_framed(tmp_path: Pa
 def test_an_optional_item_is_shown_when_present_and_never_missing(tmp_path: Path) -> None:
     """The study's later files (ablation_phases, the 2x grid) are declared optional."""
     figs = _figures_copy(tmp_path, with_inputs=True)
-    assert not (figs / "ablation_schedules.tex").exists()
+    (figs / "ablation_schedules.tex").unlink(missing_ok=True)  # the grid before its 2x
     tex = companion_tex(figs, "smoke", "abc", False, "today")
     assert "ablation_schedules" not in tex and "Missing input" not in tex
     shutil.copyfile(figs / "ablation_costs.tex", figs / "ablation_schedules.tex")

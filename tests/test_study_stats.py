@@ -823,10 +823,10 @@ def test_study_numbers_and_provenance(tmp_path) -> None:
     }  # fmt: skip
     eq = out.comparisons.set_index(["comparison", "subset"]).loc[("ECA-CBAM - CBAM (phased)",
                                                                   "hard")]  # fmt: skip
-    assert numbers["EcaCbamPhasedMinusCbamPhasedHardEquivalenceP"].value == pytest.approx(
+    assert numbers["EcaCbamPhasedMinusCbamPhasedHardTostP"].value == pytest.approx(
         eq["p_equivalence"]
     )
-    assert numbers["EcaCbamPhasedMinusCbamPhasedHardEquivalence"].value == eq["equivalence_verdict"]
+    assert numbers["EcaCbamPhasedMinusCbamPhasedHardEqVerdict"].value == eq["equivalence_verdict"]
     # the story goes into README markers through numbers.json
     entries = numbers.entries()
     text = "x <!-- ff:StudyStoryAttention -->old<!-- /ff --> y"

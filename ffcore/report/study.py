@@ -514,9 +514,9 @@ def register_numbers(
         if r.comparison in EQUIVALENCE_LABELS:
             numbers.add(f"{base}EqLow", r.eq_low, "{:+.1f}", "AP points", f"{what}: 90 % low")
             numbers.add(f"{base}EqHigh", r.eq_high, "{:+.1f}", "AP points", f"{what}: 90 % high")
-            numbers.add(f"{base}EquivalenceP", r.p_equivalence, "{:.2g}", "",
+            numbers.add(f"{base}TostP", r.p_equivalence, "{:.2g}", "",
                         f"{what}: TOST p (the larger one-sided p)")  # fmt: skip
-            numbers.add(f"{base}Equivalence", r.equivalence_verdict, unit="",
+            numbers.add(f"{base}EqVerdict", r.equivalence_verdict, unit="",
                         description=f"{what}: equivalence verdict")  # fmt: skip
 
 
