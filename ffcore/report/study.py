@@ -47,15 +47,12 @@ from ffcore.report.study_stats import (
     half_widths,
     paired_differences,
     pairing_correlation,
-    phase3_gain,
-    phase3_variants,
     plan_study,
-    schedule_table,
     summarize,
     variance_components,
     variance_decomposition,
 )
-from ffcore.report.study_story import Story, register_story, story
+from ffcore.report.study_story import Story, listed, register_story, story
 from ffcore.schedule import PHASE_ORDER
 from ffcore.study import CONFIGURATIONS
 
@@ -415,11 +412,8 @@ def export_study(
             decimals={"n": 0}, **src,
         )  # fmt: skip
         csv_as(trajectory, written)
-    gain, variants, schedules = (
-        phase3_gain(results),
-        phase3_variants(results),
-        schedule_table(diffs),
-    )
+    told = story(results, diffs)
+    gain, variants, schedules = told.measured.gain, told.measured.variants, told.measured.table
     for frame, name, keys in (
         (gain, "ablation_phase3", ["profile", "configuration", "subset"]),
         (variants, "ablation_phase3_variants", ["profile", "configuration", "variant", "subset"]),
@@ -440,7 +434,6 @@ def export_study(
     found = findings.build_findings(per_seed.parent)
     figures.save_table(findings.findings_frame(found), findings.TABLE_NAME, out_dir,
                        source=f"{source}, and each row's own run", provenance=provenance)  # fmt: skip
-    told = story(results, diffs)
     return StudyExport(summary, diffs, variance, costs, gain, variants, schedules, told, fig,
                        forest, phases, per_seed)  # fmt: skip
 
@@ -551,11 +544,6 @@ def _register_resolution(numbers: Numbers, mine: pd.DataFrame, first: str) -> No
                     f"median difference detectable with 80 % power, {subset}{where}")  # fmt: skip
 
 
-def _listed(words: list[str]) -> str:
-    """``["a", "b", "c"]`` -> ``"a, b and c"``."""
-    return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
-
-
 def _span(values: pd.Series) -> str:
     return f"{values.min():.1f}-{values.max():.1f}"
 
@@ -600,7 +588,7 @@ def _register_grid(numbers: Numbers, rows: pd.DataFrame) -> None:
                 description="lowest-highest median evaluation sd over the subsets")  # fmt: skip
     training = [s for s in SUBSETS if s in steps.index
                 and steps.loc[s, "training sd"] > steps.loc[s, "evaluation sd"]]  # fmt: skip
-    numbers.add("StudyTrainingNoiseSubsets", _listed(training) or "no subset", unit="",
+    numbers.add("StudyTrainingNoiseSubsets", listed(training) or "no subset", unit="",
                 description="subsets whose median training sd exceeds the evaluation sd")  # fmt: skip
     with warnings.catch_warnings():  # a constant AP over seeds has no correlation: NaN, left out
         warnings.simplefilter("ignore", stats.ConstantInputWarning)

@@ -11,7 +11,7 @@ holds no "<" (a README marker's content cannot).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -52,11 +52,31 @@ SCOPE = (
 
 
 @dataclass(frozen=True)
+class Measured:
+    """What the paragraphs, the headlines and the study's exports all read, computed once per
+    ``story``."""
+
+    diffs: pd.DataFrame
+    gain: pd.DataFrame  # phase3_gain
+    variants: pd.DataFrame  # phase3_variants
+    table: pd.DataFrame  # schedule_table
+    seeds: dict[str, int]  # seeds per profile (the largest n of its comparisons)
+
+    @classmethod
+    def of(cls, results: pd.DataFrame, diffs: pd.DataFrame) -> Measured:
+        seeds = {str(p): int(g["n"].max()) for p, g in diffs.groupby("profile", sort=True)}
+        return cls(diffs, phase3_gain(results), phase3_variants(results), schedule_table(diffs),
+                   seeds)  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Story:
-    """The paragraphs (``STORY_PARTS``) of one per-seed frame, and their ``headlines``."""
+    """The paragraphs (``STORY_PARTS``) of one per-seed frame, their ``headlines``, and the
+    frames they were told from."""
 
     parts: dict[str, str]
-    headlines: dict[str, str] = field(default_factory=dict)
+    headlines: dict[str, str]
+    measured: Measured
 
     def markdown(self) -> str:
         titles = {"Attention": "What attention costs or gains", "Phasing": "Phased or joint",
@@ -152,17 +172,17 @@ def _equivalent_on(group: pd.DataFrame) -> str:
     if len(ok) == len(group):
         return f"shown equivalent within ±{EQUIVALENCE_MARGIN:g} point on every subset"
     if len(ok):
-        return f"shown equivalent on {_listed(list(ok['subset']))} only"
+        return f"shown equivalent on {listed(list(ok['subset']))} only"
     return "not shown equivalent on any subset"
 
 
-def _phase_three(results: pd.DataFrame) -> str:
+def _phase_three(results: pd.DataFrame, measured: Measured) -> str:
     if not has_phase_rows(results) and not has_variant_rows(results):
         return ("These data are not yet in the per-seed CSV: it holds only the final (phase-3) "
                 "rows, so what phase 3 does, and what each of its regularisers does, is not "
                 "measured here.")  # fmt: skip
     parts = []
-    gain = phase3_gain(results)
+    gain = measured.gain
     if gain.empty:
         parts.append("The per-seed CSV holds no phase-2b rows: phase 3 - phase 2b is not measured.")
     for profile, group in gain.groupby("profile", sort=True) if len(gain) else ():
@@ -175,7 +195,7 @@ def _phase_three(results: pd.DataFrame) -> str:
             f"At the {schedule_name(profile)}, phase 3 - phase 2b on half A of val, paired by "
             f"seed: {_count(group)} (Holm over the {len(group)}). " + ". ".join(per_conf) + "."
         )
-    variants = phase3_variants(results)
+    variants = measured.variants
     if variants.empty:
         parts.append("The per-seed CSV holds no phase-3 variant rows: what each regulariser "
                      "of phase 3 does is not measured.")  # fmt: skip
@@ -196,15 +216,15 @@ def _phase_three(results: pd.DataFrame) -> str:
     return " ".join(parts)
 
 
-def _schedules(diffs: pd.DataFrame) -> str:
-    table = schedule_table(diffs)
+def _schedules(measured: Measured) -> str:
+    diffs, table = measured.diffs, measured.table
     if table.empty:
         return ("The per-seed CSV holds no 2x rows (profile study_2x): whether a verdict "
                 "survives twice the training is not measured here.")  # fmt: skip
     parts = []
     for one_x, two_x in two_x_pairs(diffs):
         group = table[table["profiles"] == f"{one_x} / {two_x}"]
-        seeds = {p: int(diffs.loc[diffs.profile == p, "n"].max()) for p in (one_x, two_x)}
+        seeds = measured.seeds
         half = half_widths(diffs[diffs.profile == two_x])
         widths = " / ".join(f"{half[s]:.2f}" for s in SUBSETS if s in half.index)
         goal = goal_points(two_x)
@@ -227,23 +247,24 @@ def story(results: pd.DataFrame, diffs: pd.DataFrame | None = None) -> Story:
     """The paragraphs of ``STORY_PARTS`` for the per-seed frame ``results`` (``diffs``: its
     ``paired_differences`` when already computed)."""
     diffs = paired_differences(results) if diffs is None else diffs
+    measured = Measured.of(results, diffs)
     attention = tuple(c.label for c in COMPARISONS if c.label in ATTENTION_LABELS)
     parts = {
         "Attention": _per_profile(diffs, attention, "attention against none"),
         "Phasing": _per_profile(diffs, PHASING_LABELS, "phased against joint attention"),
         "Equivalence": _equivalence(diffs),
-        "PhaseThree": _phase_three(results),
-        "Schedules": _schedules(diffs),
+        "PhaseThree": _phase_three(results, measured),
+        "Schedules": _schedules(measured),
         "Scope": SCOPE,
     }
-    return Story(parts, headlines(results, diffs))
+    return Story(parts, _headlines(measured), measured)
 
 
 def _times(profile: str) -> str:
     return "2x" if profile.endswith(TWO_X) else "1x"
 
 
-def _listed(words: list[str]) -> str:
+def listed(words: list[str]) -> str:
     """``["a", "b", "c"]`` -> ``"a, b and c"``."""
     return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
 
@@ -257,7 +278,7 @@ def _named(group: pd.DataFrame, key: str = "comparison") -> str:
             subsets = [r["subset"] for _, r in rows.iterrows()
                        if _word(r["p_holm"], r["mean"]) == word]  # fmt: skip
             if subsets:
-                named.append(f"{name} {word} on {_listed(subsets)}")
+                named.append(f"{name} {word} on {listed(subsets)}")
     return "; ".join(named)
 
 
@@ -266,11 +287,11 @@ def _headline(times: str, what: str, group: pd.DataFrame, key: str = "comparison
     return f"At {times}, {what}: {_count(group)}" + (f" ({named})." if named else ".")
 
 
-def headlines(results: pd.DataFrame, diffs: pd.DataFrame | None = None) -> dict[str, str]:
+def _headlines(measured: Measured) -> dict[str, str]:
     """The story in one sentence per part and schedule (``STORY_PARTS`` but the scope): the
     counts of the Holm verdicts and the tests that differ, each equivalence verdict, the 1x/2x
     tally; for a short summary (the companion's study section). Intervals are in ``story``."""
-    diffs = paired_differences(results) if diffs is None else diffs
+    diffs = measured.diffs
     out: dict[str, list[str]] = {k: [] for k in STORY_PARTS if k != "Scope"}
     for profile, group in diffs.groupby("profile", sort=True):
         times = _times(str(profile))
@@ -285,14 +306,14 @@ def headlines(results: pd.DataFrame, diffs: pd.DataFrame | None = None) -> dict[
             "comparison", sort=False
         ):
             out["Equivalence"].append(f"At {times}, {label}: {_equivalent_on(rows)}.")
-    gain = phase3_gain(results)
+    gain = measured.gain
     for profile, group in gain.groupby("profile", sort=True) if len(gain) else ():
         labelled = group.assign(label=group["configuration"].map(
             lambda c: CONFIGURATIONS[c].label))  # fmt: skip
         out["PhaseThree"].append(
             _headline(_times(str(profile)), "phase 3 - phase 2b", labelled, "label")
         )
-    variants = phase3_variants(results)
+    variants = measured.variants
     for (profile, conf), group in (
         variants.groupby(["profile", "configuration"], sort=True) if len(variants) else ()
     ):
@@ -300,10 +321,10 @@ def headlines(results: pd.DataFrame, diffs: pd.DataFrame | None = None) -> dict[
             lambda v: f"{PHASE3_VARIANT_LABELS.get(v, v)} - as specified"))  # fmt: skip
         what = f"the phase-3 variants of {CONFIGURATIONS[conf].label}"
         out["PhaseThree"].append(_headline(_times(str(profile)), what, labelled, "label"))
-    table = schedule_table(diffs)
+    table = measured.table
     for one_x, two_x in two_x_pairs(diffs) if len(table) else ():
         group = table[table["profiles"] == f"{one_x} / {two_x}"]
-        seeds = [int(diffs.loc[diffs.profile == p, "n"].max()) for p in (one_x, two_x)]
+        seeds = [measured.seeds[p] for p in (one_x, two_x)]
         tally = ", ".join(f"{n} {word}" for word, n in group["agreement"].value_counts().items())
         out["Schedules"].append(f"1x ({seeds[0]} seeds) against 2x ({seeds[1]} seeds), the "
                                 f"{len(group)} tests run at both: {tally}.")  # fmt: skip
