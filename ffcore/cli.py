@@ -989,6 +989,14 @@ def _add_study(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 for every configuration")
     p.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        metavar="K",
+        help="train seeds K..N-1 only: the seeds a grid adds to a per-seed CSV that holds 0..K-1 "
+        "(notebook 08 with per_seed_csv and run_dir reports the two together)",
+    )
+    p.add_argument(
         "--phase3-variants",
         type=_name_list,
         default=(),
@@ -1118,6 +1126,9 @@ def _run_study(args: argparse.Namespace) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    if not 0 <= args.first_seed < args.seeds:
+        raise ValueError(f"--first-seed must be in 0..{args.seeds - 1} (--seeds {args.seeds}), "
+                         f"got {args.first_seed}")  # fmt: skip
     _check_phase3_args(args)
     if args.data_root is None:
         from ffcore.data.synthetic import ensure_dataset
@@ -1137,7 +1148,7 @@ def _run_study(args: argparse.Namespace) -> int:
         mem_gb=args.mem_gb,
         array_parallelism=args.array_parallelism,
     )
-    cells = make_cells(tuple(args.configurations), args.seeds)
+    cells = make_cells(tuple(args.configurations), tuple(range(args.first_seed, args.seeds)))
     kernels = _cpu_kernels(args)
     run_study(cells, spec, args.launcher, args.jobs or 1, slurm, cpu_kernels=kernels)
     with _mixed_kernels_named():
