@@ -220,6 +220,38 @@ def test_a_study_read_while_cells_run_keeps_whole_seeds(tmp_path) -> None:
         validate_per_seed(load_results(tmp_path), "frame")
 
 
+def test_cells_of_first_seed_extend_a_committed_csv(tmp_path) -> None:
+    """A new machine keeps only the committed CSV (seeds 0-1); the cells of ``study
+    --first-seed 1`` (seeds 1-2) extend it: seed 2 joins, seed 1 must reproduce, and the
+    notebook's frame is the CSV's grid with three seeds."""
+    from ffcore.report.study_frame import study_frame, write_per_seed
+
+    base = _cell()
+    cells = {(conf, s): dataclasses.replace(base, configuration=conf, seed=s,
+                                            cell=f"{conf}_seed{s}")
+             for conf in ("none", "eca_cbam_phased") for s in (0, 1, 2)}  # fmt: skip
+    everything, committed, fresh = tmp_path / "all", tmp_path / "old", tmp_path / "new"
+    for folder, seeds in ((everything, (0, 1, 2)), (committed, (0, 1)), (fresh, (1, 2))):
+        for (_conf, s), c in cells.items():
+            if s in seeds:
+                (folder / c.cell).mkdir(parents=True)
+                (folder / c.cell / "result.json").write_text(json.dumps(c.to_dict()))
+    csv = write_per_seed(load_results(committed), tmp_path / "figures")
+    notes: list[str] = []
+    frame, origin = study_frame(fresh, None, tmp_path / "absent.csv", notes.append, extends=csv)
+    pd.testing.assert_frame_equal(frame, load_results(everything))
+    assert origin == f"{csv} and the cells of {fresh}"
+    assert notes[-2:] == [
+        f"ci: seed(s) 1 of {fresh} reproduce {csv} to the last digit (its rows kept)",
+        f"ci: seed(s) 2 from {fresh} added to the 2 of {csv}",
+    ]
+    # no cells yet: the CSV alone; a CSV to report alone and one to extend: refused
+    frame, origin = study_frame(tmp_path / "none", None, tmp_path / "absent.csv", extends=csv)
+    assert origin == str(csv) and set(frame.seed) == {0, 1}
+    with pytest.raises(ValueError, match="give one of them"):
+        study_frame(fresh, csv, tmp_path / "absent.csv", extends=csv)
+
+
 def test_cells_record_the_code_and_packages_that_trained_them(tmp_path) -> None:
     from ffcore.report.study_frame import cell_environments, read_cells
     from ffcore.study import cell_environment

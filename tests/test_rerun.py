@@ -285,6 +285,15 @@ def test_train_and_study_flag_errors_name_the_flag(tmp_path: Path, capsys) -> No
     assert main(["study", "--threads", "0", "--out", str(tmp_path / "s")]) == 2
     one_error_line(capsys.readouterr().err, "--threads must be >= 1, got 0")
     assert not (tmp_path / "s").exists()
+    for first in ("3", "-1"):
+        assert (
+            main(["study", "--seeds", "3", "--first-seed", first, "--out", str(tmp_path / "s")])
+            == 2
+        )
+        one_error_line(
+            capsys.readouterr().err, f"--first-seed must be in 0..2 (--seeds 3), got {first}"
+        )
+    assert not (tmp_path / "s").exists()
 
 
 def test_a_dataset_without_any_face_is_refused(data: Path, tmp_path: Path, capsys) -> None:

@@ -196,3 +196,61 @@ def test_a_figure_of_one_profile_names_that_profile_alone() -> None:
     assert profile_source(study_source(one, "/d/WIDER"), one, "study") == (
         "study profile, data WIDER"
     )
+
+
+# -- a grid grown across machines: the committed CSV and the cells of study --first-seed ------
+def _split(frame: pd.DataFrame, profile: str, seeds: set[int]) -> pd.DataFrame:
+    return frame[(frame.profile == profile) & frame.seed.isin(seeds)]
+
+
+def test_cells_add_the_seeds_the_csv_lacks_and_reproduce_those_it_has() -> None:
+    from ffcore.report.study_frame import extend_per_seed, sort_per_seed
+
+    full = read_per_seed(COMMITTED)
+    seeds = sorted(set(full[full.profile == "study_2x"].seed))
+    assert len(seeds) >= 4
+    old, new = set(seeds[:-2]), set(seeds[-4:])  # two seeds in both, two only in the cells
+    base = full[(full.profile != "study_2x") | full.seed.isin(old)]
+    added = _split(full, "study_2x", new)
+    added = added.assign(train_seconds=added.train_seconds + 1.0)  # timings differ, AP does not
+    frame, notes = extend_per_seed(base, added, "base.csv", "cells")
+    kept = pd.concat([base, _split(added, "study_2x", new - old)])
+    pd.testing.assert_frame_equal(frame, sort_per_seed(kept).astype({"seed": int}))
+    assert set(frame[frame.profile == "study_2x"].seed) == set(seeds)
+    both, only = sorted(old & new), sorted(new - old)
+    assert notes == [
+        f"study_2x: seed(s) {', '.join(map(str, both))} of cells reproduce base.csv to the last "
+        "digit (its rows kept)",
+        f"study_2x: seed(s) {', '.join(map(str, only))} from cells added to the {len(old)} of "
+        "base.csv",
+    ]
+    # a profile only in the cells joins as it is
+    frame, notes = extend_per_seed(full[full.profile == "study"], added, "a.csv", "cells")
+    assert set(frame.profile) == {"study", "study_2x"} and len(frame) == len(
+        full[full.profile == "study"]
+    ) + len(added)
+    assert notes == [f"study_2x: {len(new)} seed(s) from cells, none in a.csv"]
+
+
+def test_cells_that_are_not_the_csv_s_grid_are_refused() -> None:
+    from ffcore.report.study_frame import extend_per_seed
+
+    full = read_per_seed(COMMITTED)
+    seeds = sorted(set(full[full.profile == "study_2x"].seed))
+    base = full[(full.profile != "study_2x") | full.seed.isin(seeds[:-1])]
+    added = _split(full, "study_2x", set(seeds[-2:]))
+    # an AP that differs in the seed both hold: another training, not a reproduction
+    moved = added.copy()
+    row = moved.index[(moved.seed == seeds[-2]) & (moved.phase == "2a")][0]
+    moved.loc[row, "ap_half_a"] += 0.0125
+    with pytest.raises(ValueError, match=rf"study_2x: seed\(s\) {seeds[-2]} of cells differ from "
+                       r"base.csv \(largest AP/NME difference 0.0125\)"):  # fmt: skip
+        extend_per_seed(base, moved, "base.csv", "cells")
+    # two threads instead of one; a configuration the CSV's grid lacks
+    with pytest.raises(
+        ValueError, match=r"torch_threads: \['1.0'\] in base.csv, \['2.0'\] in cells"
+    ):
+        extend_per_seed(base, added.assign(torch_threads=2.0), "base.csv", "cells")
+    short = base[~((base.profile == "study_2x") & (base.configuration == "eca_cbam_joint"))]
+    with pytest.raises(ValueError, match=r"study_2x: cells is not the grid of base.csv \(groups: "):
+        extend_per_seed(short, added, "base.csv", "cells")

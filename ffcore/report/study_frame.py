@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ffcore.atomic import replacing
@@ -463,15 +464,86 @@ def whole_seeds(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return pd.concat(kept).reset_index(drop=True) if kept else frame, notes
 
 
+# what must be the same for two sets of rows of one profile to be one grid
+SAME_SETUP: tuple[str, ...] = ("torch_threads", "cpu_capability")
+MEASURED: tuple[str, ...] = (*AP_COLUMNS, "nme")  # what a re-trained seed must reproduce
+
+
+def _setup(rows: pd.DataFrame) -> dict[str, Any]:
+    """What a profile's rows say of their grid: its (configuration, variant, phase) groups and
+    the thread count and kernel level they ran with."""
+    groups = rows[["configuration", "phase3_variant", "phase"]].drop_duplicates()
+    out: dict[str, Any] = {"groups": set(map(tuple, groups.astype(str).to_numpy()))}
+    for column in SAME_SETUP:
+        out[column] = set(rows[column].astype(str))
+    return out
+
+
+def extend_per_seed(
+    base: pd.DataFrame, added: pd.DataFrame, base_name: str, added_name: str
+) -> tuple[pd.DataFrame, list[str]]:
+    """(``base`` with the seeds of ``added`` it lacks, notes): how a grid grows across machines
+    that keep nothing but the committed CSV (``base``) -- the cells of ``study --first-seed``
+    (``added``, whole seeds) add their seeds to it. A profile in both must be the same grid:
+    the same configurations, phase-3 variants and phases, the same torch threads and CPU kernel
+    level, else a ``ValueError`` naming what differs. A seed in both must be the same numbers
+    (AP and NME to the last digit: the cells reproduced it, and ``base``'s rows are kept), else
+    a ``ValueError`` naming the seeds and the largest difference. A profile only in ``added``
+    joins as it is."""
+    notes: list[str] = []
+    parts = [base]
+    for profile, rows in added.groupby("profile", sort=False):
+        have = base[base["profile"] == profile]
+        if have.empty:
+            parts.append(rows)
+            notes.append(f"{profile}: {rows['seed'].nunique()} seed(s) from {added_name}, none "
+                         f"in {base_name}")  # fmt: skip
+            continue
+        mine, theirs = _setup(have), _setup(rows)
+        differ = [k for k in mine if mine[k] != theirs[k]]
+        if differ:
+            what = "; ".join(
+                f"{k}: {sorted(mine[k])[:4]} in {base_name}, {sorted(theirs[k])[:4]} in "
+                f"{added_name}" for k in differ
+            )  # fmt: skip
+            raise ValueError(f"{profile}: {added_name} is not the grid of {base_name} ({what})")
+        both = sorted(set(rows["seed"].astype(int)) & set(have["seed"].astype(int)))
+        if both:
+            old = sort_per_seed(have[have["seed"].isin(both)])[list(MEASURED)].to_numpy(float)
+            new = sort_per_seed(rows[rows["seed"].isin(both)])[list(MEASURED)].to_numpy(float)
+            if old.shape != new.shape or not np.array_equal(old, new, equal_nan=True):
+                gap = np.nanmax(np.abs(old - new)) if old.shape == new.shape else math.nan
+                raise ValueError(
+                    f"{profile}: seed(s) {', '.join(map(str, both))} of {added_name} differ "
+                    f"from {base_name} (largest AP/NME difference {gap:.3g}): not the same "
+                    "training; train the seeds the CSV lacks (study --first-seed)"
+                )
+            notes.append(f"{profile}: seed(s) {', '.join(map(str, both))} of {added_name} "
+                         f"reproduce {base_name} to the last digit (its rows kept)")  # fmt: skip
+        new_seeds = sorted(set(rows["seed"].astype(int)) - set(both))
+        if new_seeds:
+            parts.append(rows[rows["seed"].isin(new_seeds)])
+            notes.append(f"{profile}: seed(s) {', '.join(map(str, new_seeds))} from "
+                         f"{added_name} added to the {have['seed'].nunique()} of {base_name}")  # fmt: skip
+    frame = sort_per_seed(pd.concat(parts, ignore_index=True))
+    return frame.astype({"seed": int}), notes
+
+
 def study_frame(
     run_dir: str | os.PathLike[str],
     per_seed_csv: str | os.PathLike[str] | None,
     fallback: Any,
     report: Callable[[str], Any] = print,
+    extends: str | os.PathLike[str] | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """(per-seed frame, where it came from): ``per_seed_csv`` when given, else the whole seeds
     of the cells of ``run_dir`` when there are any (their environments and what
-    ``whole_seeds`` leaves out are passed to ``report``), else the CSV ``fallback`` (e.g. the committed one)."""
+    ``whole_seeds`` leaves out are passed to ``report``) -- added to the CSV ``extends`` when
+    given (``extend_per_seed``) --, else the CSV ``extends`` or ``fallback`` (e.g. the
+    committed one)."""
+    if per_seed_csv is not None and extends is not None:
+        raise ValueError("per_seed_csv reports a CSV alone, extends adds the cells of run_dir "
+                         "to one: give one of them")  # fmt: skip
     if per_seed_csv is None and has_results(run_dir):
         cells = read_cells(run_dir)
         frame, notes = whole_seeds(load_results(run_dir, cells=cells))
@@ -479,8 +551,14 @@ def study_frame(
             report(note)
         if frame.empty:
             raise ValueError(f"no whole seed under {run_dir} yet: {'; '.join(notes)}")
-        return frame, str(run_dir)
-    path = Path(per_seed_csv if per_seed_csv is not None else fallback)
+        if extends is None:
+            return frame, str(run_dir)
+        base = read_per_seed(extends)
+        frame, notes = extend_per_seed(base, frame, str(extends), str(run_dir))
+        for note in notes:
+            report(note)
+        return frame, f"{extends} and the cells of {run_dir}"
+    path = Path(per_seed_csv if per_seed_csv is not None else extends or fallback)
     return read_per_seed(path), str(path)
 
 
