@@ -348,12 +348,42 @@ def _train_config(cell: Cell, spec: StudySpec, weights: Path, init: Any) -> Trai
     )
 
 
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The processor that trains, e.g. "AMD EPYC (AuthenticAMD cpu family 26 model 2)": the same
+    code, packages and kernel pin trained different numbers on two processors, so a cell says
+    which one it ran on. ``cpuinfo``: the text of ``/proc/cpuinfo`` (read when None; where it
+    is absent, ``platform.processor()`` or the architecture)."""
+    import platform
+
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        name, sep, value = line.partition(":")
+        if not sep:
+            if fields:
+                break  # the first processor's block is enough
+            continue
+        fields.setdefault(name.strip(), value.strip())
+    if "model name" not in fields:
+        return platform.processor() or platform.machine() or "unknown"
+    ids = [fields.get("vendor_id", "")] + [
+        f"{k} {fields[k]}" for k in ("cpu family", "model") if k in fields
+    ]
+    detail = " ".join(i for i in ids if i)
+    return f"{fields['model name']} ({detail})" if detail else fields["model name"]
+
+
 def cell_environment() -> dict[str, Any]:
-    """What a cell records of the code and packages that train it."""
+    """What a cell records of the code, packages and processor that train it."""
     from ffcore import fingerprint
 
     commit, dirty = fingerprint.git_state()
-    return {"git_commit": commit, "git_dirty": dirty, "versions": fingerprint.versions()}
+    return {"git_commit": commit, "git_dirty": dirty, "versions": fingerprint.versions(),
+            "cpu": cpu_model()}  # fmt: skip
 
 
 def run_cell(cell: Cell, spec: StudySpec) -> CellResult:

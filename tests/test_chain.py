@@ -222,29 +222,53 @@ def test_a_study_read_while_cells_run_keeps_whole_seeds(tmp_path) -> None:
 
 def test_cells_of_first_seed_extend_a_committed_csv(tmp_path) -> None:
     """A new machine keeps only the committed CSV (seeds 0-1); the cells of ``study
-    --first-seed 1`` (seeds 1-2) extend it: seed 2 joins, seed 1 must reproduce, and the
-    notebook's frame is the CSV's grid with three seeds."""
+    --first-seed 2`` add seed 2, and cells of seeds the CSV holds check that the machine
+    trains its numbers: equal, they are kept once; different, they are refused unless another
+    machine is allowed explicitly, and then only the new whole seeds join."""
     from ffcore.report.study_frame import study_frame, write_per_seed
 
-    base = _cell()
-    cells = {(conf, s): dataclasses.replace(base, configuration=conf, seed=s,
-                                            cell=f"{conf}_seed{s}")
-             for conf in ("none", "eca_cbam_phased") for s in (0, 1, 2)}  # fmt: skip
-    everything, committed, fresh = tmp_path / "all", tmp_path / "old", tmp_path / "new"
-    for folder, seeds in ((everything, (0, 1, 2)), (committed, (0, 1)), (fresh, (1, 2))):
-        for (_conf, s), c in cells.items():
-            if s in seeds:
-                (folder / c.cell).mkdir(parents=True)
-                (folder / c.cell / "result.json").write_text(json.dumps(c.to_dict()))
-    csv = write_per_seed(load_results(committed), tmp_path / "figures")
+    def cell(conf: str, seed: int, ap: float = 0.9) -> CellResult:
+        base = _cell()
+        phases = (*base.phases[:3], _phase("3", ap=ap), base.phases[4])
+        return dataclasses.replace(base, configuration=conf, seed=seed, phases=phases,
+                                   cell=f"{conf}_seed{seed}")  # fmt: skip
+
+    def folder(name: str, cells: list[CellResult]):
+        for c in cells:
+            (tmp_path / name / c.cell).mkdir(parents=True)
+            (tmp_path / name / c.cell / "result.json").write_text(json.dumps(c.to_dict()))
+        return tmp_path / name
+
+    grid = [cell(conf, s) for s in (0, 1, 2) for conf in ("none", "eca_cbam_phased")]
+    everything = folder("all", grid)
+    csv = write_per_seed(load_results(folder("old", grid[:4])), tmp_path / "figures")
+    # seed 2 whole, one cell of seed 0 and the whole of seed 1 (a check), an unfinished cell
+    fresh = folder("new", [grid[0], *grid[2:]])
+    unfinished = dataclasses.replace(grid[0], seed=3, cell="none_seed3", phases=grid[0].phases[:2])
+    folder("new", [unfinished])
     notes: list[str] = []
     frame, origin = study_frame(fresh, None, tmp_path / "absent.csv", notes.append, extends=csv)
     pd.testing.assert_frame_equal(frame, load_results(everything))
     assert origin == f"{csv} and the cells of {fresh}"
     assert notes[-2:] == [
-        f"ci: seed(s) 1 of {fresh} reproduce {csv} to the last digit (its rows kept)",
+        f"ci: 3 cell(s) of {fresh} re-train seed(s) 0, 1 of {csv} to the last digit",
         f"ci: seed(s) 2 from {fresh} added to the 2 of {csv}",
     ]
+    # another machine: none seed 0 differs by 0.0625 AP; refused, or its seed 2 joins
+    other = folder("other", [cell("none", 0, ap=0.9625), *grid[4:]])
+    with pytest.raises(ValueError, match=r"ci: none seed 0 of .*other differ from .* \(largest "
+                       r"AP/NME difference 0.0625\): not the same training.*allow_other_machine"):  # fmt: skip
+        study_frame(other, None, tmp_path / "absent.csv", extends=csv)
+    notes = []
+    frame, _ = study_frame(other, None, tmp_path / "absent.csv", notes.append, extends=csv,
+                           allow_other_machine=True)  # fmt: skip
+    pd.testing.assert_frame_equal(frame, load_results(everything))  # seed 0 from the CSV
+    assert notes[-2].startswith(f"ci: none seed 0 of {other} differ from {csv} (largest AP/NME "
+                                "difference 0.0625): another machine's training")  # fmt: skip
+    # a cell outside the CSV's grid is no check: refused
+    lone = folder("lone", [dataclasses.replace(cell("cbam_joint", 0), variant="cbam")])
+    with pytest.raises(ValueError, match="ci cbam_joint seed 0 .* is not in .*'s grid"):
+        study_frame(lone, None, tmp_path / "absent.csv", extends=csv)
     # no cells yet: the CSV alone; a CSV to report alone and one to extend: refused
     frame, origin = study_frame(tmp_path / "none", None, tmp_path / "absent.csv", extends=csv)
     assert origin == str(csv) and set(frame.seed) == {0, 1}
@@ -257,10 +281,10 @@ def test_cells_record_the_code_and_packages_that_trained_them(tmp_path) -> None:
     from ffcore.study import cell_environment
 
     env = cell_environment()
-    assert set(env) == {"git_commit", "git_dirty", "versions"}
+    assert set(env) == {"git_commit", "git_dirty", "versions", "cpu"}
     assert env["versions"]["torch"] == __import__("torch").__version__.split("+")[0]
     recorded = {"git_commit": "0123456789abcdef", "git_dirty": True,
-                "versions": {"torch": "2.14.1", "numpy": "2.4.6"}}  # fmt: skip
+                "versions": {"torch": "2.14.1", "numpy": "2.4.6"}, "cpu": "AMD EPYC"}  # fmt: skip
     running = _cell().phases[:2]  # seed 3 has not reached phase 3: not counted as trained
     for seed, environment, phases in ((0, recorded, None), (1, recorded, None), (2, {}, None),
                                       (3, recorded, running)):  # fmt: skip
@@ -273,9 +297,20 @@ def test_cells_record_the_code_and_packages_that_trained_them(tmp_path) -> None:
     assert [path.parent.name for path, _ in cells] == ["c0", "c1", "c2", "c3"]
     assert cell_environments(tmp_path, cells) == cell_environments(tmp_path)
     assert cell_environments(tmp_path) == [
-        "ci: 2 cell(s) trained at commit 0123456+ (torch 2.14.1, numpy 2.4.6)",
+        "ci: 2 cell(s) trained at commit 0123456+ (torch 2.14.1, numpy 2.4.6) on AMD EPYC",
         "ci: 1 cell(s) trained without a recorded environment (commit and package versions)",
     ]
+
+
+def test_cpu_model_reads_the_first_processor() -> None:
+    from ffcore.study import cpu_model
+
+    info = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
+            "model name\t: AMD EPYC\nflags\t\t: fpu avx2\n\nprocessor\t: 1\n"
+            "model name\t: Other\n")  # fmt: skip
+    assert cpu_model(info) == "AMD EPYC (AuthenticAMD cpu family 26 model 2)"
+    assert cpu_model("model name : Intel Xeon\n") == "Intel Xeon"
+    assert cpu_model("") != ""  # no cpuinfo: the platform's name for it
 
 
 def test_a_cells_cost_counts_every_phase_scored_and_every_variant(tmp_path) -> None:

@@ -219,8 +219,8 @@ def test_cells_add_the_seeds_the_csv_lacks_and_reproduce_those_it_has() -> None:
     assert set(frame[frame.profile == "study_2x"].seed) == set(seeds)
     both, only = sorted(old & new), sorted(new - old)
     assert notes == [
-        f"study_2x: seed(s) {', '.join(map(str, both))} of cells reproduce base.csv to the last "
-        "digit (its rows kept)",
+        f"study_2x: {len(both) * 4} cell(s) of cells re-train seed(s) "
+        f"{', '.join(map(str, both))} of base.csv to the last digit",
         f"study_2x: seed(s) {', '.join(map(str, only))} from cells added to the {len(old)} of "
         "base.csv",
     ]
@@ -229,7 +229,9 @@ def test_cells_add_the_seeds_the_csv_lacks_and_reproduce_those_it_has() -> None:
     assert set(frame.profile) == {"study", "study_2x"} and len(frame) == len(
         full[full.profile == "study"]
     ) + len(added)
-    assert notes == [f"study_2x: {len(new)} seed(s) from cells, none in a.csv"]
+    assert notes == [
+        f"study_2x: seed(s) {', '.join(map(str, sorted(new)))} from cells, none in a.csv"
+    ]
 
 
 def test_cells_that_are_not_the_csv_s_grid_are_refused() -> None:
@@ -243,9 +245,14 @@ def test_cells_that_are_not_the_csv_s_grid_are_refused() -> None:
     moved = added.copy()
     row = moved.index[(moved.seed == seeds[-2]) & (moved.phase == "2a")][0]
     moved.loc[row, "ap_half_a"] += 0.0125
-    with pytest.raises(ValueError, match=rf"study_2x: seed\(s\) {seeds[-2]} of cells differ from "
+    conf = moved.loc[row, "configuration"]
+    with pytest.raises(ValueError, match=rf"study_2x: {conf} seed {seeds[-2]} of cells differ from "
                        r"base.csv \(largest AP/NME difference 0.0125\)"):  # fmt: skip
         extend_per_seed(base, moved, "base.csv", "cells")
+    frame, notes = extend_per_seed(base, moved, "base.csv", "cells", allow_other_machine=True)
+    assert notes[0].endswith("another machine's training; its seeds join as whole seeds of "
+                             "their own (every configuration of a seed on one machine)")  # fmt: skip
+    pd.testing.assert_frame_equal(frame, full)
     # two threads instead of one; a configuration the CSV's grid lacks
     with pytest.raises(
         ValueError, match=r"torch_threads: \['1.0'\] in base.csv, \['2.0'\] in cells"

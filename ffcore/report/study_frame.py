@@ -436,6 +436,8 @@ def cell_environments(
             )
             versions = ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items())
             what = f"at commit {commit} ({versions})"
+            if env.get("cpu"):
+                what += f" on {env['cpu']}"
         else:
             what = "without a recorded environment (commit and package versions)"
         key = (str(data.get("profile")), what)
@@ -467,6 +469,7 @@ def whole_seeds(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 # what must be the same for two sets of rows of one profile to be one grid
 SAME_SETUP: tuple[str, ...] = ("torch_threads", "cpu_capability")
 MEASURED: tuple[str, ...] = (*AP_COLUMNS, "nme")  # what a re-trained seed must reproduce
+CELL: tuple[str, ...] = ("profile", "configuration", "seed")
 
 
 def _setup(rows: pd.DataFrame) -> dict[str, Any]:
@@ -479,27 +482,67 @@ def _setup(rows: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
+def _seeds(seeds: Iterable[int]) -> str:
+    return ", ".join(map(str, sorted(set(map(int, seeds)))))
+
+
+def _reproduced(base: pd.DataFrame, rows: pd.DataFrame, base_name: str) -> tuple[list[str], float]:
+    """(cells of ``rows`` whose numbers differ from ``base``'s, the largest difference): each
+    row of ``rows`` must be a row of ``base``'s grid (else a ``ValueError``)."""
+    key = list(KEY)
+    joined = rows.merge(base, on=key, how="left", suffixes=("", "_csv"), indicator=True)
+    outside = joined[joined["_merge"] == "left_only"]
+    if len(outside):
+        first = outside.iloc[0]
+        raise ValueError(
+            f"{first['profile']} {first['configuration']} seed {first['seed']} "
+            f"({first['phase3_variant']}, phase {first['phase']}) is not in {base_name}'s grid"
+        )
+    new = joined[list(MEASURED)].to_numpy(float)
+    old = joined[[f"{c}_csv" for c in MEASURED]].to_numpy(float)
+    same = (new == old) | (np.isnan(new) & np.isnan(old))
+    differ = joined[~same.all(axis=1)]
+    cells = sorted(
+        {f"{c} seed {int(s)}" for c, s in zip(differ.configuration, differ.seed, strict=True)}
+    )
+    gap = float(np.nanmax(np.abs(new - old))) if len(differ) else 0.0
+    return cells, gap
+
+
 def extend_per_seed(
-    base: pd.DataFrame, added: pd.DataFrame, base_name: str, added_name: str
+    base: pd.DataFrame,
+    added: pd.DataFrame,
+    base_name: str,
+    added_name: str,
+    allow_other_machine: bool = False,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """(``base`` with the seeds of ``added`` it lacks, notes): how a grid grows across machines
-    that keep nothing but the committed CSV (``base``) -- the cells of ``study --first-seed``
-    (``added``, whole seeds) add their seeds to it. A profile in both must be the same grid:
-    the same configurations, phase-3 variants and phases, the same torch threads and CPU kernel
-    level, else a ``ValueError`` naming what differs. A seed in both must be the same numbers
-    (AP and NME to the last digit: the cells reproduced it, and ``base``'s rows are kept), else
-    a ``ValueError`` naming the seeds and the largest difference. A profile only in ``added``
-    joins as it is."""
+    """(``base`` with the whole seeds of ``added`` that it lacks, notes): how a grid grows
+    across machines that keep nothing but the committed CSV (``base``): the cells of ``study
+    --first-seed`` (``added``, every complete cell) add their seeds to it.
+
+    A profile in both must be the same grid: the whole seeds ``added`` brings have the
+    configurations, phase-3 variants and phases of ``base``, and every row the torch threads
+    and CPU kernel level of ``base``, else a ``ValueError`` naming what differs. A cell of a
+    seed ``base`` already holds is a reproduction check (``base``'s rows are kept): its AP and
+    NME must equal ``base``'s to the last digit, else a ``ValueError`` naming the cells and
+    the largest difference -- unless ``allow_other_machine``, for a machine known not to train
+    the CSV's numbers bit for bit: its seeds are then added as whole seeds of their own (every
+    configuration of a seed trained on it, so each paired difference stays on one machine) and
+    a note says what differed. Without such a cell a note says the check was not made. A
+    profile only in ``added`` joins with its whole seeds."""
     notes: list[str] = []
     parts = [base]
     for profile, rows in added.groupby("profile", sort=False):
         have = base[base["profile"] == profile]
+        whole, left_out = whole_seeds(rows[~rows["seed"].isin(set(have["seed"]))])
+        notes += left_out
         if have.empty:
-            parts.append(rows)
-            notes.append(f"{profile}: {rows['seed'].nunique()} seed(s) from {added_name}, none "
+            parts.append(whole)
+            notes.append(f"{profile}: seed(s) {_seeds(whole['seed'])} from {added_name}, none "
                          f"in {base_name}")  # fmt: skip
             continue
-        mine, theirs = _setup(have), _setup(rows)
+        mine, theirs = _setup(have), _setup(whole) if len(whole) else _setup(have)
+        theirs |= {k: set(rows[k].astype(str)) for k in SAME_SETUP}
         differ = [k for k in mine if mine[k] != theirs[k]]
         if differ:
             what = "; ".join(
@@ -507,24 +550,34 @@ def extend_per_seed(
                 f"{added_name}" for k in differ
             )  # fmt: skip
             raise ValueError(f"{profile}: {added_name} is not the grid of {base_name} ({what})")
-        both = sorted(set(rows["seed"].astype(int)) & set(have["seed"].astype(int)))
-        if both:
-            old = sort_per_seed(have[have["seed"].isin(both)])[list(MEASURED)].to_numpy(float)
-            new = sort_per_seed(rows[rows["seed"].isin(both)])[list(MEASURED)].to_numpy(float)
-            if old.shape != new.shape or not np.array_equal(old, new, equal_nan=True):
-                gap = np.nanmax(np.abs(old - new)) if old.shape == new.shape else math.nan
+        check = rows[rows["seed"].isin(set(have["seed"]))]
+        if check.empty:
+            notes.append(f"{profile}: no cell of {added_name} re-trains a seed of {base_name}, "
+                         "so whether it trains the same numbers is not checked")  # fmt: skip
+        else:
+            cells, gap = _reproduced(have, check, base_name)
+            n = check[["configuration", "seed"]].drop_duplicates().shape[0]
+            if not cells:
+                notes.append(f"{profile}: {n} cell(s) of {added_name} re-train seed(s) "
+                             f"{_seeds(check['seed'])} of {base_name} to the last digit")  # fmt: skip
+            elif not allow_other_machine:
                 raise ValueError(
-                    f"{profile}: seed(s) {', '.join(map(str, both))} of {added_name} differ "
-                    f"from {base_name} (largest AP/NME difference {gap:.3g}): not the same "
-                    "training; train the seeds the CSV lacks (study --first-seed)"
+                    f"{profile}: {', '.join(cells)} of {added_name} differ from {base_name} "
+                    f"(largest AP/NME difference {gap:.3g}): not the same training; on a "
+                    "machine known not to train the CSV's numbers bit for bit, allow it "
+                    "explicitly (allow_other_machine)"
                 )
-            notes.append(f"{profile}: seed(s) {', '.join(map(str, both))} of {added_name} "
-                         f"reproduce {base_name} to the last digit (its rows kept)")  # fmt: skip
-        new_seeds = sorted(set(rows["seed"].astype(int)) - set(both))
-        if new_seeds:
-            parts.append(rows[rows["seed"].isin(new_seeds)])
-            notes.append(f"{profile}: seed(s) {', '.join(map(str, new_seeds))} from "
-                         f"{added_name} added to the {have['seed'].nunique()} of {base_name}")  # fmt: skip
+            else:
+                notes.append(
+                    f"{profile}: {', '.join(cells)} of {added_name} differ from {base_name} "
+                    f"(largest AP/NME difference {gap:.3g}): another machine's training; its "
+                    "seeds join as whole seeds of their own (every configuration of a seed on "
+                    "one machine)"
+                )
+        if len(whole):
+            parts.append(whole)
+            notes.append(f"{profile}: seed(s) {_seeds(whole['seed'])} from {added_name} added "
+                         f"to the {have['seed'].nunique()} of {base_name}")  # fmt: skip
     frame = sort_per_seed(pd.concat(parts, ignore_index=True))
     return frame.astype({"seed": int}), notes
 
@@ -535,29 +588,33 @@ def study_frame(
     fallback: Any,
     report: Callable[[str], Any] = print,
     extends: str | os.PathLike[str] | None = None,
+    allow_other_machine: bool = False,
 ) -> tuple[pd.DataFrame, str]:
     """(per-seed frame, where it came from): ``per_seed_csv`` when given, else the whole seeds
     of the cells of ``run_dir`` when there are any (their environments and what
     ``whole_seeds`` leaves out are passed to ``report``) -- added to the CSV ``extends`` when
-    given (``extend_per_seed``) --, else the CSV ``extends`` or ``fallback`` (e.g. the
-    committed one)."""
+    given (``extend_per_seed``, with ``allow_other_machine``) --, else the CSV ``extends`` or
+    ``fallback`` (e.g. the committed one)."""
     if per_seed_csv is not None and extends is not None:
         raise ValueError("per_seed_csv reports a CSV alone, extends adds the cells of run_dir "
                          "to one: give one of them")  # fmt: skip
     if per_seed_csv is None and has_results(run_dir):
         cells = read_cells(run_dir)
-        frame, notes = whole_seeds(load_results(run_dir, cells=cells))
-        for note in [*cell_environments(run_dir, cells), *notes]:
+        loaded = load_results(run_dir, cells=cells)
+        for note in cell_environments(run_dir, cells):
+            report(note)
+        if extends is None:
+            frame, notes = whole_seeds(loaded)
+            origin = str(run_dir)
+        else:
+            frame, notes = extend_per_seed(read_per_seed(extends), loaded, str(extends),
+                                           str(run_dir), allow_other_machine)  # fmt: skip
+            origin = f"{extends} and the cells of {run_dir}"
+        for note in notes:
             report(note)
         if frame.empty:
             raise ValueError(f"no whole seed under {run_dir} yet: {'; '.join(notes)}")
-        if extends is None:
-            return frame, str(run_dir)
-        base = read_per_seed(extends)
-        frame, notes = extend_per_seed(base, frame, str(extends), str(run_dir))
-        for note in notes:
-            report(note)
-        return frame, f"{extends} and the cells of {run_dir}"
+        return frame, origin
     path = Path(per_seed_csv if per_seed_csv is not None else extends or fallback)
     return read_per_seed(path), str(path)
 
