@@ -29,13 +29,17 @@ reproduce: $(STAMP)
 # grid (4 configurations, every phase twice as long), each a study folder under runs/ablation.
 # Cells are resumable: re-running continues a killed study. JOBS cells run at once, one torch
 # thread each (bit-exact on re-run).
+# FIRST_SEED=K trains seeds K..SEEDS-1 only and notebook 08 adds them to the committed per-seed
+# CSV (README, "Growing a grid").
 JOBS ?= 2
 SEEDS ?= 8
-STUDY = $(PY) -m ffcore study --seeds $(SEEDS) --jobs $(JOBS) --threads 1 --device $(DEVICE)
+FIRST_SEED ?= 0
+STUDY = $(PY) -m ffcore study --seeds $(SEEDS) --first-seed $(FIRST_SEED) --jobs $(JOBS) --threads 1 --device $(DEVICE)
+EXTEND = $(if $(filter-out 0,$(FIRST_SEED)),-p extends_csv figures/ablation_per_seed.csv)
 study: $(STAMP)
 	$(STUDY) --profile study --out runs/ablation/study --phase3-variants no_mixup,no_dropout,no_regularisers
 	$(STUDY) --profile study_2x --out runs/ablation/study_2x --configurations none cbam_phased eca_cbam_phased eca_cbam_joint
-	$(PY) -m papermill -k python3 --cwd notebooks notebooks/08_ablation_study.ipynb runs/ablation/08_ablation_study.ipynb -p run_dir runs/ablation -p device $(DEVICE)
+	$(PY) -m papermill -k python3 --cwd notebooks notebooks/08_ablation_study.ipynb runs/ablation/08_ablation_study.ipynb -p run_dir runs/ablation -p device $(DEVICE) $(EXTEND)
 
 # The executed notebooks of a run (OUT, default runs/smoke) as a static site: OUT/html/index.html
 # links 01-08, figures embedded; readable without running anything. Run `make reproduce` first.
