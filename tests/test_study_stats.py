@@ -831,3 +831,33 @@ def test_study_numbers_and_provenance(tmp_path) -> None:
     entries = numbers.entries()
     text = "x <!-- ff:StudyStoryAttention -->old<!-- /ff --> y"
     assert out.story.parts["Attention"] in rewrite_markers(text, entries)
+
+
+@pytest.mark.slow  # draws and saves every study figure, twice
+def test_a_grown_per_seed_csv_is_written_and_one_read_alone_is_kept(tmp_path) -> None:
+    """Notebook 08 reads figures/ablation_per_seed.csv: alone, the export leaves it as read;
+    grown by cells (extends_csv), it writes the grown rows, and the CSV's entry no longer names
+    the old bytes as its input, so the grown CSV is not stale while what was computed from the
+    old one is, until the run from the CSV alone re-makes it."""
+    from ffcore.report import provenance
+    from ffcore.report.study_frame import read_per_seed
+
+    frame = _per_seed_frame()
+    base = frame[frame.seed != frame.seed.max()]
+    figs = tmp_path / "figs"
+    figs.mkdir()
+    csv = figs / "ablation_per_seed.csv"
+    base.to_csv(csv, index=False)
+    before = csv.read_bytes()
+    info = provenance.RunInfo.create("08_ablation_study", {"seeds": 3}, "study", inputs=[csv])
+    export_study(read_per_seed(csv), figs, "ci profile, synthetic data", provenance=info)
+    assert csv.read_bytes() == before  # the source itself, kept as read
+    grown = provenance.RunInfo.create("08_ablation_study", {"extends_csv": str(csv)}, "study",
+                                      inputs=[csv])  # fmt: skip
+    export_study(frame, figs, "ci profile, synthetic data", provenance=grown)
+    written = read_per_seed(csv)
+    assert len(written) == len(frame) and set(written.seed) == set(frame.seed)
+    entry = provenance.load(figs)["files"]["ablation_per_seed.csv"]
+    assert entry["inputs"] == {} and entry["parameters"] == {"extends_csv": str(csv)}
+    stale = provenance.check(figs)
+    assert "ablation_per_seed.csv" not in stale and "ablation_study.csv" in stale

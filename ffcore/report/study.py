@@ -8,10 +8,10 @@ figure below can be rebuilt from that CSV alone (no runs, no training).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ from ffcore.report.study_frame import (
     ordered_configurations,
     profile_source,
     profiles,
+    read_per_seed,
     sort_per_seed,
     write_per_seed,
 )
@@ -306,7 +307,7 @@ def difference_table(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return t
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class StudyExport:
     """What ``export_study`` computed and wrote (all from the per-seed frame)."""
 
@@ -340,19 +341,27 @@ def export_study(
     ``thesis_claims_vs_measured`` again (``ffcore.report.findings``: two of its claims quote
     these comparisons; notebook 07, before the study, made it first). ``provenance``:
     every file gets its entry. A per-seed CSV that is one of the run's inputs is left as read
-    (rewriting the source from itself would change its bytes, not its numbers)."""
+    when ``results`` are its rows (rewriting the source from itself would change its bytes,
+    not its numbers); grown (notebook 08's ``extends_csv``), it is written, and its entry
+    names the run's parameters and no longer itself as an input."""
     from ffcore.report.provenance import record
     from ffcore.report.study_stats import phase_trajectory
 
     results = sort_per_seed(results)
     target = (repo_path(out_dir) if out_dir is not None else FIGURES_DIR) / PER_SEED_FILE
-    inputs = {str(repo_path(p).resolve()) for p in provenance.inputs} if provenance else set()
-    if str(target.resolve()) in inputs:
+    inputs = {str(repo_path(p).resolve()): p for p in provenance.inputs} if provenance else {}
+    source_itself = str(target.resolve()) in inputs
+    if source_itself and read_per_seed(target).equals(results):
         per_seed = target  # the source itself: kept as read (its layout and its entry)
     else:
         per_seed = write_per_seed(results, out_dir)
         if provenance is not None:
-            record([per_seed], provenance)
+            if source_itself:  # grown from itself: the old bytes are not an input of the new
+                kept = {k: v for k, v in provenance.inputs.items()
+                        if k != inputs[str(target.resolve())]}  # fmt: skip
+                record([per_seed], dataclasses.replace(provenance, inputs=kept))
+            else:
+                record([per_seed], provenance)
     summary, diffs = summarize(results), paired_differences(results)
     costs = cost_table(results)
     src = {"source": source, "provenance": provenance}
