@@ -994,7 +994,7 @@ def _add_study(p: argparse.ArgumentParser) -> None:
         default=0,
         metavar="K",
         help="train seeds K..N-1 only: the seeds a grid adds to a per-seed CSV that holds 0..K-1 "
-        "(notebook 08 with per_seed_csv and run_dir reports the two together)",
+        "(notebook 08 with extends_csv and run_dir adds them to it)",
     )
     p.add_argument(
         "--phase3-variants",

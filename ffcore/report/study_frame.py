@@ -469,7 +469,6 @@ def whole_seeds(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 # what must be the same for two sets of rows of one profile to be one grid
 SAME_SETUP: tuple[str, ...] = ("torch_threads", "cpu_capability")
 MEASURED: tuple[str, ...] = (*AP_COLUMNS, "nme")  # what a re-trained seed must reproduce
-CELL: tuple[str, ...] = ("profile", "configuration", "seed")
 
 
 def _setup(rows: pd.DataFrame) -> dict[str, Any]:
@@ -541,8 +540,10 @@ def extend_per_seed(
             notes.append(f"{profile}: seed(s) {_seeds(whole['seed'])} from {added_name}, none "
                          f"in {base_name}")  # fmt: skip
             continue
-        mine, theirs = _setup(have), _setup(whole) if len(whole) else _setup(have)
-        theirs |= {k: set(rows[k].astype(str)) for k in SAME_SETUP}
+        mine = _setup(have)  # the new seeds' groups; threads and kernels of every cell
+        theirs = _setup(whole if len(whole) else have) | {
+            k: set(rows[k].astype(str)) for k in SAME_SETUP
+        }
         differ = [k for k in mine if mine[k] != theirs[k]]
         if differ:
             what = "; ".join(
