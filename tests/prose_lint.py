@@ -30,7 +30,7 @@ PERCENT = re.compile(r"\d+(?:\.\d+)?\s?%")
 # percentages that are settings of a method, not results: confidence, power and test levels,
 # the AP ceiling, the companion's table shrink limit
 METHOD_PERCENT = re.compile(
-    r"\b(?:95|90|80|5) % (?:t |Student-t |paired )?(?:interval|power|half-width|level)"
+    r"\b(?:95|90|80|5) % (?:t |Student-t |paired )?(?:interval|power|half-width|level|upper bound)"
     r"|\bpass at 5 %|\b100 %|\b90 % (?:or more )?of its natural size|\bat most to 90 %"
 )
 AP_NUMBER = re.compile(r"\b\d{2}\.\d\b")  # AP in percent: 97.7

@@ -30,6 +30,8 @@ from ffcore.report.study_frame import (
 from ffcore.report.study_stats import (
     EQUIVALENCE_MARGIN,
     FAMILY,
+    SD_BOUND_COLUMN,
+    SEEDS_AT_BOUND_COLUMN,
     agreement,
     detectable_difference,
     holm,
@@ -41,6 +43,7 @@ from ffcore.report.study_stats import (
     plan_study,
     resolution,
     schedule_table,
+    sd_upper_bound,
     seeds_for_halfwidth,
     seeds_for_power,
     sentence,
@@ -611,6 +614,12 @@ def test_grid_numbers_for_the_readme() -> None:
     assert numbers["StudyPlanSdHard"].value == pytest.approx(sd(d))
     assert numbers["StudyPlanSeedsHalfWidthEasy"].value == half
     assert numbers["StudyPlanSeedsPowerEasy"].value == power
+    # 4 seeds: the sd over 3 df at its 80 % upper bound, by scipy's chi-square
+    bound = sd(d) * math.sqrt(3 / stats.chi2.ppf(0.2, 3))
+    assert numbers["StudyPlanSdBoundHard"].value == pytest.approx(bound)
+    assert numbers["StudyPlanSeedsAtBoundHard"].value == next(
+        n for n in range(2, 1000) if stats.t.ppf(0.975, n - 1) * bound / math.sqrt(n) <= target
+    )
     seeds = max(half, power, 2)
     cpu = cells_train.mean() + 10.0
     assert numbers["StudyPlanSeeds"].value == seeds
@@ -749,6 +758,23 @@ def test_plan_from_a_pilot_by_hand() -> None:
     assert plan.local_wall_seconds == math.ceil(plan.cells / 2) * 200.0
     assert plan.slurm_wall_seconds == math.ceil(plan.cells / 7) * 100.0
     assert "seeds:" in "\n".join(plan.lines())
+    # the sd's bound: 4 pilot seeds, sd over 3 df, at the 80 % upper bound
+    assert row[SD_BOUND_COLUMN] == pytest.approx(sd_upper_bound(sd, 4))
+    assert row[SEEDS_AT_BOUND_COLUMN] == seeds_for_halfwidth(sd_upper_bound(sd, 4), 1.0)
+    assert row[SEEDS_AT_BOUND_COLUMN] >= row["seeds for half-width"]
+
+
+def test_sd_upper_bound_covers_by_simulation() -> None:
+    """At sigma equal to the 80 % upper bound of an sd s measured over n seeds, a sample sd
+    falls at or below s one time in five (drawn, not by the chi-square formula)."""
+    rng = np.random.default_rng(7)
+    s, n = 3.0, 9
+    upper = sd_upper_bound(s, n)
+    draws = rng.normal(0.0, upper, size=(200_000, n)).std(axis=1, ddof=1)
+    assert (draws <= s).mean() == pytest.approx(0.20, abs=0.005)
+    assert sd_upper_bound(s, 31) < upper  # more seeds, a tighter bound
+    with pytest.raises(ValueError, match="two seeds"):
+        sd_upper_bound(s, 1)
 
 
 def test_plan_command_prints_the_plan_and_needs_a_pilot(tmp_path, capsys) -> None:

@@ -42,6 +42,9 @@ from ffcore.report.study_stats import (
     EQUIVALENCE_LABELS,
     EQUIVALENCE_MARGIN,
     GOAL_POINTS,
+    PLAN_SD_BOUND,
+    SD_BOUND_COLUMN,
+    SEEDS_AT_BOUND_COLUMN,
     cell_costs,
     cost_table,
     goal_points,
@@ -615,6 +618,10 @@ def _register_grid(numbers: Numbers, rows: pd.DataFrame) -> None:
                     "seeds", f"seeds for a 1-point 95 % half-width, {subset}")  # fmt: skip
         numbers.add(f"StudyPlanSeedsPower{word}", int(row["seeds for 80% power"]), "{:d}",
                     "seeds", f"seeds for 80 % power at 1 point, {subset}")  # fmt: skip
+        numbers.add(f"StudyPlanSdBound{word}", float(row[SD_BOUND_COLUMN]), "{:.2f}",
+                    "AP points", f"{PLAN_SD_BOUND:.0%} upper bound of that sd, {subset}")  # fmt: skip
+        numbers.add(f"StudyPlanSeedsAtBound{word}", int(row[SEEDS_AT_BOUND_COLUMN]), "{:d}",
+                    "seeds", f"seeds for a 1-point half-width at that bound, {subset}")  # fmt: skip
     numbers.add("StudyPlanSeeds", plan.seeds, "{:d}", "seeds", "seeds of the 1-point plan")
     numbers.add("StudyPlanCells", plan.cells, "{:d}", "cells", "cells of the 1-point plan")
     numbers.add("StudyPlanCellCpu", plan.cell_cpu_seconds, "{:.0f}", "CPU s",

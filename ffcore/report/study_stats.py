@@ -47,6 +47,9 @@ from ffcore.study import CONFIGURATIONS
 CONFIDENCE = 0.95
 ALPHA = 0.05  # family-wise error rate (Holm) and level of each equivalence test
 POWER = 0.80  # for the detectable difference and the seed count of a plan
+# A plan's sd is itself an estimate from the pilot's seeds: the plan also sizes the half-width
+# for the sd at this one-sided upper confidence bound (chi-square, pilot seeds - 1 df)
+PLAN_SD_BOUND = 0.80
 GOAL_POINTS = 1.0  # the 95 % half-width the study was sized for (`study --plan --target 1.0`)
 TWO_X_GOAL_POINTS = 1.5  # the 2x grid's goal (issue 28): fewer configurations, fewer seeds
 # The equivalence margin of ECA-CBAM - CBAM, in AP points: the thesis's claim is that ECA-CBAM
@@ -633,6 +636,19 @@ def seeds_for_halfwidth(sd: float, target: float, confidence: float = CONFIDENCE
     return n
 
 
+SD_BOUND_COLUMN = f"sd {PLAN_SD_BOUND:.0%} upper bound"
+SEEDS_AT_BOUND_COLUMN = "half-width seeds at that sd"
+
+
+def sd_upper_bound(sd: float, seeds: int, level: float = PLAN_SD_BOUND) -> float:
+    """One-sided ``level`` upper confidence bound of a standard deviation measured over
+    ``seeds`` seeds: sd * sqrt((seeds - 1) / chi2.ppf(1 - level, seeds - 1)). For the plan's
+    median sd over the family (less variable than one comparison's) it is a cautious bound."""
+    if seeds < 2 or math.isnan(sd):
+        raise ValueError(f"an sd bound needs a measured sd over two seeds, got {sd=}, {seeds=}")
+    return sd * math.sqrt((seeds - 1) / stats.chi2.ppf(1 - level, seeds - 1))
+
+
 def seeds_for_power(
     sd: float, difference: float, power: float = POWER, alpha: float = ALPHA
 ) -> int:
@@ -654,7 +670,8 @@ class StudyPlan:
     """How many seeds a study needs for ``target_points`` and what the grid costs.
 
     ``per_subset``: subset -> measured paired sd, seeds for the 95 % half-width, seeds for 80 %
-    power (AP points). ``seeds``: the largest of those. ``cell_cpu_seconds``: mean over the
+    power (AP points), and the sd's ``PLAN_SD_BOUND`` upper bound with the seeds the half-width
+    needs if the sd is that large (how far the plan may move as seeds are added). ``seeds``: the largest of those. ``cell_cpu_seconds``: mean over the
     pilot's cells of all their training and scoring CPU seconds (``cell_costs``); wall times
     assume a cell's CPU time is spread over its ``threads`` without loss (an estimate, not a
     measurement)."""
@@ -741,10 +758,13 @@ def plan_study(
     sd = sds.groupby("subset")["paired sd"].median()
     rows = {}
     for subset in [s for s in SUBSETS if s in sd.index]:
+        upper = sd_upper_bound(sd[subset], results["seed"].nunique())
         rows[subset] = {
             "paired sd (AP points)": sd[subset],
             "seeds for half-width": seeds_for_halfwidth(sd[subset], target_points),
             "seeds for 80% power": seeds_for_power(sd[subset], target_points),
+            SD_BOUND_COLUMN: upper,
+            SEEDS_AT_BOUND_COLUMN: seeds_for_halfwidth(upper, target_points),
         }
     per_subset = pd.DataFrame.from_dict(rows, orient="index")
     seeds = int(per_subset[["seeds for half-width", "seeds for 80% power"]].to_numpy().max())
